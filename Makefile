@@ -1,0 +1,40 @@
+# `make demo` and `make test` set themselves up: they create .venv if it is missing and
+# install the package with the TensorFlow build that fits this machine (gpu when
+# nvidia-smi answers, cpu otherwise), pinned by constraints.txt.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TF_EXTRA := $(shell nvidia-smi >/dev/null 2>&1 && echo gpu || echo cpu)
+STAMP := $(VENV)/.installed-$(TF_EXTRA)
+PYTEST_ARGS ?=
+
+.PHONY: install demo test lint bench results clean
+
+$(STAMP): setup.py constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade -q "pip>=23"
+	# torch is pinned to the CPU build first: an unpinned torch pulls several GB of CUDA wheels.
+	$(BIN)/python -m pip install -q -c constraints.txt "torch==2.13.0"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[$(TF_EXTRA),dev,torch]"
+	touch $@
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/tsn demo
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run_all
+
+results: $(STAMP)
+	$(BIN)/python -m benchmarks.results
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

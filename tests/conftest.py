@@ -1,0 +1,32 @@
+"""Shared fixtures: where the real videos are, and small converted datasets built on the fly."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("TSN_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` (real UCF101 and KTH clips); tests that need it skip where it is absent."""
+    if not (SHARED_DATA / "UCF-101").is_dir():
+        pytest.skip(f"real video data not found at {SHARED_DATA} (set TSN_SHARED_DATA to its folder)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_shards(tmp_path_factory) -> Path:
+    """A small conversion folder (4 classes, rgb + flow + warped flow, 48x64 frames), written directly."""
+    from tests.helpers import write_shards
+
+    root = tmp_path_factory.mktemp("tiny_shards")
+    write_shards(root, num_classes=4, videos_per_class={"train": 4, "val": 2, "test": 2}, num_frames=(12, 30))
+    return root
