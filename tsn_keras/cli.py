@@ -61,8 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of the output
     top = _top_parser()
-    if not argv or argv[0].startswith("-"):
-        top.parse_args(argv or ["--help"])
+    if not argv:
+        top.print_help()
+        return 0
+    if argv[0].startswith("-"):
+        top.parse_args(argv)  # --help / --version exit here; anything else is a usage error
         return 0
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
