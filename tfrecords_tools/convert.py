@@ -1,0 +1,331 @@
+"""`tsn convert`: a video dataset -> ``<out>/<split>/<split>-NNNNN.tfrecord`` shards + ``manifest.json``.
+
+The steps: parse the dataset's split files (:mod:`tfrecords_tools.datasets`), convert each
+video in worker processes (:mod:`tfrecords_tools.worker`), write the records in input order
+through ``tsn_keras.data.records.ShardWriter`` (one shard closes once it reaches the target
+size), journal each finished shard (:mod:`tfrecords_tools.journal`) and finally write the
+manifest. Guarantees:
+
+- deterministic: results are consumed in input order, so shard contents depend neither on
+  the number of workers nor on timing; the train split is written in a seeded random order
+  (so every shard mixes classes; the reader's shuffle buffer holds only a few dozen videos);
+- resumable: a killed run started again with the same options continues after the last
+  finished shard and yields the same bytes as an uninterrupted run;
+- robust: a video that cannot be converted is listed in ``rejects`` with the reason, listed
+  videos absent from disk in ``missing``; neither stops the run (``strict`` makes them an
+  error at the end);
+- bounded memory: at most ``2 * workers`` videos are in flight, frames are streamed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+
+from tfrecords_tools.datasets import FORMATS, DatasetPlan, VideoEntry, make_plan
+from tfrecords_tools.flow import ALGORITHMS, BOUND
+from tfrecords_tools.journal import Journal
+from tfrecords_tools.worker import VideoResult, VideoSettings, convert_video, init_worker
+from tsn_keras.data.records import CONVERTED_KEYS, ShardWriter, write_manifest
+from tsn_keras.errors import ConfigError, DataError
+from tsn_keras.version import __version__
+
+SPLIT_ORDER = ("train", "val", "test")
+
+
+def _check_options(format, modalities, flow, frame_size, short_side, shard_size_mb, jpeg_quality, workers):
+    if format not in FORMATS:
+        raise ConfigError(f"format {format!r} is not supported; choose one of {', '.join(FORMATS)}")
+    unknown = [m for m in modalities if m not in CONVERTED_KEYS]
+    if unknown or not modalities:
+        raise ConfigError(f"modalities {list(modalities)!r}: choose one or more of {', '.join(CONVERTED_KEYS)}")
+    if flow not in ALGORITHMS:
+        raise ConfigError(f"flow {flow!r} is not supported; choose one of {', '.join(ALGORITHMS)}")
+    if frame_size is not None and (len(frame_size) != 2 or min(int(v) for v in frame_size) < 1):
+        raise ConfigError(f"frame_size must be (width, height) with positive values, got {frame_size!r}")
+    if short_side is not None and int(short_side) < 1:
+        raise ConfigError(f"short_side must be a positive number of pixels, got {short_side!r}")
+    if not shard_size_mb > 0:
+        raise ConfigError(f"shard_size_mb must be positive, got {shard_size_mb!r}")
+    if not 1 <= int(jpeg_quality) <= 100:
+        raise ConfigError(f"jpeg_quality must be in 1..100, got {jpeg_quality!r}")
+    if int(workers) < 1:
+        raise ConfigError(f"workers must be at least 1, got {workers!r}")
+
+
+def _write_order(plan: DatasetPlan, seed: int) -> dict[str, list[VideoEntry]]:
+    ordered = {}
+    names = [s for s in SPLIT_ORDER if s in plan.splits] + [s for s in plan.splits if s not in SPLIT_ORDER]
+    for name in names:
+        entries = plan.splits[name]
+        if name == "train":
+            permutation = np.random.default_rng(seed).permutation(len(entries))
+            entries = [entries[i] for i in permutation]
+        ordered[name] = entries
+    return ordered
+
+
+def _fingerprint(classes: list[str], order: dict[str, list[VideoEntry]]) -> str:
+    digest = hashlib.sha256(json.dumps(classes).encode())
+    for name, entries in order.items():
+        for e in entries:
+            digest.update(json.dumps([name, e.rel, e.video_id, e.label]).encode())
+    return digest.hexdigest()
+
+
+def _results(tasks: Iterable[tuple[VideoEntry, str]], settings: VideoSettings, workers: int) -> Iterator[VideoResult]:
+    """Convert ``tasks`` in order; with workers > 1, at most ``2 * workers`` are in flight."""
+    if workers == 1:
+        init_worker(settings, threads=None)  # in this process: let OpenCV use its threads
+        yield from map(convert_video, tasks)
+        return
+    # spawn, never fork: the parent has TensorFlow loaded (ShardWriter).
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(workers, initializer=init_worker, initargs=(settings, 1)) as pool:
+        tasks = iter(tasks)
+        pending = deque(pool.apply_async(convert_video, (t,)) for t in islice(tasks, 2 * workers))
+        while pending:
+            result = pending.popleft().get()
+            for task in islice(tasks, 1):
+                pending.append(pool.apply_async(convert_video, (task,)))
+            yield result
+
+
+def _reject(result: VideoResult) -> dict:
+    return {"path": result.entry.rel, "split": result.entry.split, "reason": result.reason}
+
+
+def _video_info(result: VideoResult, shard_file: str | None = None) -> dict:
+    info = {"id": result.entry.video_id, "label": result.entry.label, "frames": result.frames,
+            "shard": shard_file, "path": result.entry.rel}
+    if result.entry.original_label is not None:
+        info["original_label"] = result.entry.original_label
+    if result.warp_fields:
+        info["warp_fallbacks"] = result.warp_fallbacks
+    return info
+
+
+class _SplitWriter:
+    """Fills shards of one split up to the target size and journals each finished chunk."""
+
+    def __init__(self, out: Path, split: str, journal: Journal, start: int, shard_number: int, target_bytes: int):
+        self.out, self.split, self.journal = out, split, journal
+        self.position, self.shard_number, self.target_bytes = start, shard_number, target_bytes
+        self.writer: ShardWriter | None = None
+        self._pending: dict[str, list] = {"videos": [], "rejects": [], "truncated": []}
+
+    def add(self, result: VideoResult) -> None:
+        self.position += 1
+        if result.record is None:
+            self._pending["rejects"].append(_reject(result))
+        else:
+            if self.writer is None:
+                name = f"{self.split}-{self.shard_number:05d}.tfrecord"
+                self.writer = ShardWriter(self.out / self.split / name)
+            self.writer.write(result.record)
+            self._pending["videos"].append(_video_info(result, f"{self.split}/{self.writer.path.name}"))
+            if result.truncated:
+                self._pending["truncated"].append({"path": result.entry.rel, "split": self.split,
+                                                   "decoded": result.frames, "declared": result.declared_frames})
+            if self.writer.bytes_written >= self.target_bytes:
+                self.flush()
+
+    def flush(self) -> None:
+        """Close the open shard (if any) and journal everything up to the current position."""
+        shard = None
+        if self.writer is not None:
+            info = self.writer.close()
+            shard = {"file": f"{self.split}/{info.file}", "records": info.records, "bytes": info.bytes,
+                     "sha256": info.sha256}
+            self.writer = None
+            self.shard_number += 1
+        if shard is None and not self._pending["rejects"]:
+            return
+        self.journal.append({"split": self.split, "end": self.position, "shard": shard, **self._pending})
+        self._pending = {"videos": [], "rejects": [], "truncated": []}
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.abort()
+
+
+def convert_dataset(source: str | os.PathLike, out: str | os.PathLike, *, format: str = "folder", split: int = 1,
+                    lists: dict[str, str | os.PathLike] | None = None, classes_file: str | os.PathLike | None = None,
+                    val_fraction: float = 0.0, seed: int = 0, modalities: Iterable[str] = ("rgb",),
+                    flow: str = "tvl1", frame_size: tuple[int, int] | None = (340, 256),
+                    short_side: int | None = None, shard_size_mb: float = 200.0, jpeg_quality: int = 90,
+                    workers: int = 1, present_classes_only: bool = False, strict: bool = False,
+                    progress: bool = True, annotations: str | os.PathLike | None = None,
+                    overwrite: bool = False) -> dict:
+    """Convert a video dataset to TSN shards in ``out`` and return the manifest (also written there).
+
+    Args:
+        source: the dataset folder (for ``ucf101`` the ``UCF-101`` folder or its parent).
+        out: the output folder; a folder holding an interrupted conversion is resumed.
+        format: ``ucf101``, ``hmdb51``, ``folder`` (``<root>/<class>/<video>``) or ``list``.
+        split: official split 1, 2 or 3 (``ucf101``, ``hmdb51``).
+        lists: ``{split name: list file}`` for format ``list`` (``<relative path> <0-based label>`` lines).
+        classes_file: class names for format ``list`` (one per line, or ``<1-based index> <name>``).
+        val_fraction: share of train carved into a seeded ``val`` split (by group for UCF101/HMDB51).
+        seed: seed of the validation carve and of the train write order.
+        modalities: any of ``rgb``, ``flow``, ``warped_flow``.
+        flow: ``tvl1`` (the paper's), ``dis`` (fast on CPU) or ``farneback``.
+        frame_size: stored ``(width, height)``, the paper's 340x256 by default; ``None`` keeps the size.
+        short_side: resize to this shorter side instead of ``frame_size`` (keeps the aspect ratio).
+        shard_size_mb: a shard is closed once it reaches this size.
+        jpeg_quality: JPEG quality of stored frames (1..100).
+        workers: worker processes (spawned) that decode, compute flow and encode.
+        present_classes_only: keep only classes with a video on disk, relabelled 0..n-1.
+        strict: raise ``DataError`` (after writing the manifest) if any video was rejected or missing.
+        progress: show a progress bar with videos/s and ETA.
+        annotations: folder of the official split files (default: searched in and beside ``source``).
+        overwrite: delete a previous conversion in ``out`` instead of resuming it.
+
+    Example:
+        >>> manifest = convert_dataset("data", "shards", format="ucf101", modalities=("rgb", "flow"),
+        ...                            present_classes_only=True)  # doctest: +SKIP
+    """
+    from tqdm import tqdm
+
+    modalities = tuple(modalities)
+    _check_options(format, modalities, flow, frame_size, short_side, shard_size_mb, jpeg_quality, workers)
+    frame_size = None if short_side is not None or frame_size is None else (int(frame_size[0]), int(frame_size[1]))
+    plan = make_plan(format, source, split=split, lists=lists, classes_file=classes_file, annotations=annotations,
+                     val_fraction=val_fraction, seed=seed, present_classes_only=present_classes_only)
+    needs_flow = "flow" in modalities or "warped_flow" in modalities
+    settings = VideoSettings(modalities=modalities, flow=flow, frame_size=frame_size,
+                             short_side=None if short_side is None else int(short_side),
+                             jpeg_quality=int(jpeg_quality))
+    options = {
+        "format": format, "split": split if format in ("ucf101", "hmdb51") else None,
+        "val_fraction": val_fraction, "seed": seed, "modalities": list(modalities),
+        "flow": flow if needs_flow else None, "frame_size": list(frame_size) if frame_size else None,
+        "short_side": settings.short_side, "shard_size_mb": shard_size_mb, "jpeg_quality": settings.jpeg_quality,
+        "present_classes_only": present_classes_only,
+    }
+    order = _write_order(plan, seed)
+    out = Path(out)
+    journal = Journal.open(out, {"options": options, "inputs": _fingerprint(plan.classes, order)}, overwrite)
+    starts = {name: journal.done(name) for name in order}
+    total = sum(len(entries) - starts[name][0] for name, entries in order.items())
+    target_bytes = int(shard_size_mb * 1024 * 1024)
+
+    tasks = ((entry, plan.classes[entry.label]) for name, entries in order.items()
+             for entry in entries[starts[name][0]:])
+    writers = {name: _SplitWriter(out, name, journal, *starts[name], target_bytes) for name in order}
+    current: _SplitWriter | None = None
+    rejected = 0
+    import tensorflow  # noqa: F401  (ShardWriter's; loaded now so its seconds do not skew the bar's rate)
+
+    bar = tqdm(total=total, unit="video", desc="convert", disable=not progress, dynamic_ncols=True)
+    try:
+        for result in _results(tasks, settings, max(1, min(int(workers), total))):
+            writer = writers[result.entry.split]
+            if writer is not current and current is not None:
+                current.flush()
+            current = writer
+            writer.add(result)
+            rejected += result.record is None
+            bar.update(1)
+            if rejected:
+                bar.set_postfix(rejected=rejected, refresh=False)
+        if current is not None:
+            current.flush()
+    except BaseException:
+        if current is not None:
+            current.abort()
+        raise
+    finally:
+        bar.close()
+    manifest = build_manifest(plan, order, journal.chunks, options, settings)
+    write_manifest(out, manifest)
+    error = strict_error(manifest, out)
+    if strict and error is not None:
+        raise error
+    return manifest
+
+
+def strict_error(manifest: dict, out: str | os.PathLike) -> DataError | None:
+    """The error ``strict`` raises when videos were rejected or missing, else ``None``."""
+    if not (manifest["rejects"] or manifest["missing"]):
+        return None
+    first = (manifest["rejects"] or manifest["missing"])[0]
+    return DataError(f"strict: {len(manifest['rejects'])} video(s) rejected and {len(manifest['missing'])} "
+                     f"missing (first: {first['path']}: {first.get('reason', 'not on disk')}); "
+                     f"details in {Path(out) / 'manifest.json'}")
+
+
+def _frame_stats(frames: list[int]) -> dict:
+    if not frames:
+        return {"total": 0, "min": 0, "max": 0, "mean": 0.0}
+    return {"total": int(sum(frames)), "min": int(min(frames)), "max": int(max(frames)),
+            "mean": round(float(np.mean(frames)), 1)}
+
+
+def build_manifest(plan: DatasetPlan, order: dict[str, list[VideoEntry]], chunks: list[dict], options: dict,
+                   settings: VideoSettings) -> dict:
+    """The manifest (``docs/DESIGN.md``) from the journal's chunks: deterministic, no timings."""
+    splits, videos, rejects, truncated = {}, {}, list(plan.rejects), []
+    warp = {"fields": 0, "fallbacks": 0}
+    for name in order:
+        mine = [c for c in chunks if c["split"] == name]
+        split_videos = [v for c in mine for v in c["videos"]]
+        per_class = dict.fromkeys(plan.classes, 0)
+        for video in split_videos:
+            per_class[plan.classes[video["label"]]] += 1
+        splits[name] = {
+            "videos": len(split_videos),
+            "per_class": per_class,
+            "frames": _frame_stats([v["frames"] for v in split_videos]),
+            "shards": [c["shard"] for c in mine if c["shard"] is not None],
+        }
+        videos[name] = split_videos
+        rejects.extend(r for c in mine for r in c["rejects"])
+        truncated.extend(t for c in mine for t in c["truncated"])
+        if "warped_flow" in settings.modalities:
+            warp["fields"] += sum(v["frames"] - 1 for v in split_videos)
+            warp["fallbacks"] += sum(v.get("warp_fallbacks", 0) for v in split_videos)
+    stored = [key for m in CONVERTED_KEYS if m in settings.modalities for key in CONVERTED_KEYS[m]]
+    manifest = {
+        "library_version": __version__,
+        "classes": list(plan.classes),
+        "modalities": [m for m in CONVERTED_KEYS if m in settings.modalities],
+        "stored_keys": stored,
+        "frame_size": list(settings.frame_size) if settings.frame_size else None,
+        "short_side": settings.short_side,
+        "options": dict(options, quantization_bound=BOUND),
+        "splits": splits,
+        "videos": videos,
+        "rejects": rejects,
+        "missing": list(plan.missing),
+        "truncated": truncated,
+    }
+    if "warped_flow" in settings.modalities:
+        manifest["warped_flow"] = {**warp, "rule": "homography from ORB + flow matches with RANSAC; plain flow "
+                                               "when <= 50 matches or <= 25 inliers"}
+    if plan.dropped_classes:
+        manifest["dropped_classes"] = plan.dropped_classes
+    return manifest
+
+
+def summary_line(manifest: dict, out: str | os.PathLike) -> str:
+    """One line for the end of a run: videos, shards, rejects and missing files."""
+    splits = manifest["splits"]
+    videos = sum(s["videos"] for s in splits.values())
+    shards = sum(len(s["shards"]) for s in splits.values())
+    per_split = ", ".join(f"{name} {s['videos']}" for name, s in splits.items())
+    line = (f"converted {videos} videos ({per_split}) into {shards} shards in {out}; "
+            f"{len(manifest['rejects'])} rejected, {len(manifest['missing'])} missing")
+    if manifest.get("truncated"):
+        line += f", {len(manifest['truncated'])} truncated but kept"
+    if manifest["rejects"] or manifest["missing"] or manifest.get("truncated"):
+        line += f" (details in {Path(out) / 'manifest.json'})"
+    return line

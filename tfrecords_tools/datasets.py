@@ -1,0 +1,396 @@
+"""Which videos make up each split: parsers for UCF101, HMDB51, class folders and list files.
+
+Every parser returns a :class:`DatasetPlan`: the class names (index = label), the videos of
+each split in a fixed order, the listed videos that are not on disk (``missing``: reported,
+never silently dropped) and paths that could not be examined (``rejects``, e.g. an unreadable
+class folder). Nothing here decodes a video.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from tsn_keras.errors import ConfigError, DataError
+
+FORMATS: tuple[str, ...] = ("ucf101", "hmdb51", "folder", "list")
+UCF_LISTS_DIR = "ucfTrainTestlist"
+HMDB_LISTS_DIR = "testTrainMulti_7030_splits"
+
+
+@dataclass(frozen=True)
+class VideoEntry:
+    """One listed video: where it is, what it is called in the shards, its label and split."""
+
+    path: str  # absolute path on disk (the listed path when missing)
+    rel: str  # path as listed, relative to the dataset root
+    video_id: str
+    label: int
+    split: str
+    original_label: int | None = None  # before --present-classes-only relabelling
+
+
+@dataclass
+class DatasetPlan:
+    """What to convert (see module docstring)."""
+
+    classes: list[str]
+    splits: dict[str, list[VideoEntry]]
+    missing: list[dict] = field(default_factory=list)
+    rejects: list[dict] = field(default_factory=list)
+    dropped_classes: list[dict] = field(default_factory=list)
+
+
+# --- locating files -----------------------------------------------------------------------
+
+class _Resolver:
+    """Find listed relative paths on disk, tolerating case differences (e.g. ``HandStandPushups``).
+
+    Folder listings are cached, so checking ~13,000 listed UCF101 clips costs one listing per
+    class folder. Returns ``(path, None)`` when found, ``(None, None)`` when missing and
+    ``(None, reason)`` when a folder on the way cannot be read.
+    """
+
+    def __init__(self, root: Path):
+        self.root = root
+        self._listings: dict[Path, tuple[set[str], dict[str, str]] | str] = {}
+
+    def _listing(self, folder: Path) -> tuple[set[str], dict[str, str]] | str:
+        if folder not in self._listings:
+            try:
+                names = os.listdir(folder)
+            except (FileNotFoundError, NotADirectoryError):
+                names = []
+            except OSError as err:
+                self._listings[folder] = f"cannot list directory {folder}: {err.strerror or err}"
+                return self._listings[folder]
+            self._listings[folder] = (set(names), {n.lower(): n for n in sorted(names, reverse=True)})
+        return self._listings[folder]
+
+    def find(self, rel: str) -> tuple[Path | None, str | None]:
+        folder = self.root
+        for part in Path(rel).parts:
+            listing = self._listing(folder)
+            if isinstance(listing, str):
+                return None, listing
+            names, lower = listing
+            if part in names:
+                folder = folder / part
+            elif part.lower() in lower:
+                folder = folder / lower[part.lower()]
+            else:
+                return None, None
+        return folder, None
+
+
+def _locate(entries: Iterable[VideoEntry], root: Path,
+            classes: list[str]) -> tuple[list[VideoEntry], list[dict], list[dict]]:
+    """Split listed entries into those on disk, missing ones and unreadable ones."""
+    resolver = _Resolver(root)
+    found, missing, rejects = [], [], []
+    for entry in entries:
+        path, reason = resolver.find(entry.rel)
+        if reason is not None:
+            rejects.append({"path": entry.rel, "split": entry.split, "reason": reason})
+        elif path is None:
+            missing.append({"path": entry.rel, "split": entry.split, "class": classes[entry.label]})
+        else:
+            found.append(replace(entry, path=str(path)))
+    return found, missing, rejects
+
+
+def _read_lines(path: Path) -> list[tuple[int, str]]:
+    """Non-empty lines of a text file with their 1-based numbers (handles CRLF and BOM)."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as err:
+        raise DataError(f"cannot read list file {path}: {err.strerror or err}") from None
+    return [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+
+
+def _find_dir(source: Path, annotations: str | os.PathLike | None, name: str, what: str, pattern: str) -> Path:
+    candidates = [Path(annotations)] if annotations is not None else [source / name, source.parent / name, source]
+    for candidate in candidates:
+        if candidate.is_dir() and any(candidate.glob(pattern)):
+            return candidate
+    tried = ", ".join(str(c) for c in candidates)
+    raise DataError(f"{what} split files not found (looked in {tried}); pass their folder with --annotations")
+
+
+def _stem_ids(rels: list[str]) -> list[str]:
+    """Video ids: file stems when unique in the dataset, else the relative path without extension."""
+    stems = [Path(rel).stem for rel in rels]
+    if len(set(stems)) == len(stems):
+        return stems
+    return [str(Path(rel).with_suffix("")) for rel in rels]
+
+
+# --- validation splits --------------------------------------------------------------------
+
+def _class_rng(seed: int, name: str) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32(name.encode())])
+
+
+def carve_validation(entries: list[VideoEntry], classes: list[str], fraction: float, seed: int,
+                     group_of=None) -> tuple[list[VideoEntry], list[VideoEntry]]:
+    """Move a seeded ``fraction`` of each class from train to ``val``.
+
+    With ``group_of`` (video path -> group key), whole groups move, so that clips cut from the
+    same source video (UCF101's ``gXX``) never straddle train and val: that would leak.
+    Returns ``(train, val)``, each in the input order.
+    """
+    if fraction <= 0:
+        return entries, []
+    keys_of: dict[int, set] = {}
+    for e in entries:
+        keys_of.setdefault(e.label, set()).add(group_of(e.rel) if group_of else e.rel)
+    val_keys: set = set()
+    for label, name in enumerate(classes):
+        keys = sorted(keys_of.get(label, ()))
+        if not keys:
+            continue
+        count = round(fraction * len(keys))
+        if count == 0 and len(keys) > 1:
+            count = 1  # every class gets some validation clips
+        count = min(count, len(keys) - 1) if len(keys) > 1 else 0
+        chosen = _class_rng(seed, name).permutation(len(keys))[:count]
+        val_keys.update((label, keys[i]) for i in chosen)
+
+    def is_val(e: VideoEntry) -> bool:
+        return (e.label, group_of(e.rel) if group_of else e.rel) in val_keys
+
+    train = [e for e in entries if not is_val(e)]
+    val = [replace(e, split="val") for e in entries if is_val(e)]
+    return train, val
+
+
+def ucf_group(rel: str) -> str:
+    """The UCF101 group of a clip (``v_Archery_g01_c02.avi`` -> ``g01``)."""
+    match = re.search(r"_(g\d+)_c\d+", Path(rel).stem)
+    return match.group(1) if match else Path(rel).stem
+
+
+def hmdb_group(rel: str) -> str:
+    """The source movie of an HMDB51 clip: its name without the trailing clip number."""
+    return re.sub(r"_\d+$", "", Path(rel).stem)
+
+
+# --- the four formats ---------------------------------------------------------------------
+
+def _check_split(split: int) -> None:
+    if split not in (1, 2, 3):
+        raise ConfigError(f"split must be 1, 2 or 3 (the official splits), got {split!r}")
+
+
+def ucf101(source: str | os.PathLike, split: int = 1, annotations=None, val_fraction: float = 0.0,
+           seed: int = 0) -> DatasetPlan:
+    """UCF101: ``UCF-101/<Class>/*.avi`` plus ``ucfTrainTestlist`` (1-based classInd).
+
+    ``source`` is the ``UCF-101`` folder or the folder containing it; the split files are
+    looked for in ``annotations``, else ``source/ucfTrainTestlist`` or beside it.
+    """
+    _check_split(split)
+    source = Path(source)
+    video_root = source / "UCF-101" if (source / "UCF-101").is_dir() else source
+    lists = _find_dir(source, annotations, UCF_LISTS_DIR, "UCF101", "classInd.txt")
+    class_lines = _read_lines(lists / "classInd.txt")
+    classes = []
+    for number, line in class_lines:
+        parts = line.split()
+        if len(parts) != 2 or not parts[0].isdigit() or int(parts[0]) != len(classes) + 1:
+            raise DataError(f"{lists / 'classInd.txt'}:{number}: expected '<{len(classes) + 1}> <class name>', got {line!r}")
+        classes.append(parts[1])
+    index = {name.lower(): i for i, name in enumerate(classes)}
+    listed: dict[str, list[VideoEntry]] = {"train": [], "test": []}
+    for split_name, file_name in (("train", f"trainlist0{split}.txt"), ("test", f"testlist0{split}.txt")):
+        list_path = lists / file_name
+        for number, line in _read_lines(list_path):
+            parts = line.split()
+            rel = parts[0]
+            class_name = Path(rel).parts[0] if len(Path(rel).parts) > 1 else ""
+            if class_name.lower() not in index:
+                raise DataError(f"{list_path}:{number}: class folder {class_name!r} of {rel!r} is not in classInd.txt")
+            label = index[class_name.lower()]
+            if len(parts) > 1 and (not parts[1].isdigit() or int(parts[1]) - 1 != label):
+                raise DataError(f"{list_path}:{number}: label {parts[1]} does not match class {class_name!r} "
+                                f"(classInd gives {label + 1})")
+            listed[split_name].append(VideoEntry(rel, rel, Path(rel).stem, label, split_name))
+    train, val = carve_validation(listed["train"], classes, val_fraction, seed, group_of=ucf_group)
+    return _plan(classes, {"train": train, "val": val, "test": listed["test"]}, video_root)
+
+
+def hmdb51(source: str | os.PathLike, split: int = 1, annotations=None, val_fraction: float = 0.0,
+           seed: int = 0) -> DatasetPlan:
+    """HMDB51: ``<root>/<class>/*.avi`` plus ``testTrainMulti_7030_splits/<class>_test_split<N>.txt``.
+
+    Each split file line is ``<video> <0|1|2>``: 1 train, 2 test, 0 unused. Classes are the
+    split files' class names in sorted order (the order of mmaction2 and tsn-pytorch).
+    """
+    _check_split(split)
+    source = Path(source)
+    lists = _find_dir(source, annotations, HMDB_LISTS_DIR, "HMDB51", "*_test_split*.txt")
+    files = sorted(lists.glob(f"*_test_split{split}.txt"))
+    if not files:
+        raise DataError(f"no '*_test_split{split}.txt' files in {lists}")
+    classes = [f.name[: -len(f"_test_split{split}.txt")] for f in files]
+    video_root = source / "hmdb51_org" if (source / "hmdb51_org").is_dir() else source
+    listed: dict[str, list[VideoEntry]] = {"train": [], "test": []}
+    for label, (name, list_path) in enumerate(zip(classes, files)):
+        for number, line in _read_lines(list_path):
+            parts = line.split()
+            if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
+                raise DataError(f"{list_path}:{number}: expected '<video> <0|1|2>', got {line!r}")
+            if parts[1] == "0":
+                continue
+            split_name = "train" if parts[1] == "1" else "test"
+            rel = f"{name}/{parts[0]}"
+            listed[split_name].append(VideoEntry(rel, rel, Path(rel).stem, label, split_name))
+    train, val = carve_validation(listed["train"], classes, val_fraction, seed, group_of=hmdb_group)
+    return _plan(classes, {"train": train, "val": val, "test": listed["test"]}, video_root)
+
+
+def folder(source: str | os.PathLike, val_fraction: float = 0.0, seed: int = 0) -> DatasetPlan:
+    """``<root>/<class>/<video>``: classes are the sorted folder names; ``val`` is a seeded fraction.
+
+    Every non-hidden file in a class folder is listed (a file that is not a video is then
+    rejected with a reason, not skipped in silence); an unreadable class folder is a reject.
+    """
+    root = Path(source)
+    if not root.is_dir():
+        raise DataError(f"dataset folder {root} does not exist or is not a folder")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise DataError(f"{root} has no class folders (expected <root>/<class>/<video>)")
+    rels, labels, rejects = [], [], []
+    for label, name in enumerate(classes):
+        try:
+            names = sorted(os.listdir(root / name))
+        except OSError as err:
+            rejects.append({"path": name, "split": None, "reason": f"cannot list directory: {err.strerror or err}"})
+            continue
+        for file_name in names:
+            if not file_name.startswith(".") and not (root / name / file_name).is_dir():
+                rels.append(f"{name}/{file_name}")
+                labels.append(label)
+    entries = [VideoEntry(str(root / rel), rel, vid, label, "train") for rel, vid, label in zip(rels, _stem_ids(rels), labels)]
+    train, val = carve_validation(entries, classes, val_fraction, seed)
+    plan = DatasetPlan(classes, {"train": train, "val": val})
+    plan.rejects.extend(rejects)
+    return plan
+
+
+def read_classes_file(path: str | os.PathLike) -> list[str]:
+    """Class names from one name per line, or UCF ``classInd`` style ``<1-based index> <name>``."""
+    lines = _read_lines(Path(path))
+    pairs = [line.split(maxsplit=1) for _, line in lines]
+    if lines and all(len(p) == 2 and p[0].isdigit() for p in pairs):
+        numbers = [int(p[0]) for p in pairs]
+        if numbers != list(range(1, len(numbers) + 1)):
+            raise DataError(f"{path}: numbered class lines must run 1, 2, ..., {len(numbers)} (classInd style)")
+        return [p[1].strip() for p in pairs]
+    return [line for _, line in lines]
+
+
+def list_files(source: str | os.PathLike, lists: dict[str, str | os.PathLike],
+               classes_file: str | os.PathLike | None = None) -> DatasetPlan:
+    """List files of ``<relative path> <0-based label>`` lines (mmaction2's video lists), one per split."""
+    root = Path(source)
+    if not lists:
+        raise ConfigError("format 'list' needs at least one list file: lists={'train': 'train.txt', ...} "
+                          "(CLI: --list train=train.txt)")
+    parsed: dict[str, list[tuple[str, int]]] = {}
+    for split_name, list_path in lists.items():
+        rows = []
+        for number, line in _read_lines(Path(list_path)):
+            parts = line.rsplit(maxsplit=1)
+            if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+                raise DataError(f"{list_path}:{number}: expected '<relative path> <label>', got {line!r}")
+            label = int(parts[1])
+            if label < 0:
+                raise DataError(f"{list_path}:{number}: labels are 0-based and non-negative, got {label}")
+            rows.append((parts[0], label))
+        parsed[split_name] = rows
+    max_label = max((label for rows in parsed.values() for _, label in rows), default=-1)
+    if classes_file is not None:
+        classes = read_classes_file(classes_file)
+        if max_label >= len(classes):
+            raise DataError(f"label {max_label} in the lists but {classes_file} names only {len(classes)} classes")
+    else:
+        classes = [f"class{i}" for i in range(max_label + 1)]
+    all_rels = [rel for rows in parsed.values() for rel, _ in rows]
+    ids = iter(_stem_ids(all_rels))
+    splits = {name: [VideoEntry(rel, rel, next(ids), label, name) for rel, label in rows]
+              for name, rows in parsed.items()}
+    return _plan(classes, splits, root)
+
+
+def _plan(classes: list[str], listed: dict[str, list[VideoEntry]], root: Path) -> DatasetPlan:
+    splits, missing, rejects = {}, [], []
+    for name, entries in listed.items():
+        found, lost, bad = _locate(entries, root, classes)
+        splits[name] = found
+        missing.extend(lost)
+        rejects.extend(bad)
+    return DatasetPlan(classes, splits, missing, rejects)
+
+
+def keep_present_classes(plan: DatasetPlan) -> DatasetPlan:
+    """Keep only classes with at least one video on disk, relabelled 0..n-1 in the original order.
+
+    Listed videos of the dropped classes are summarised per class in ``dropped_classes``;
+    each entry keeps its ``original_label``.
+    """
+    present = sorted({e.label for entries in plan.splits.values() for e in entries})
+    if not present:
+        raise DataError("no listed video was found on disk, so no class is present")
+    new_label = {old: new for new, old in enumerate(present)}
+    dropped = []
+    for label, name in enumerate(plan.classes):
+        if label not in new_label:
+            counts: dict[str, int] = {}
+            for item in plan.missing:
+                if item["class"] == name:
+                    counts[item["split"]] = counts.get(item["split"], 0) + 1
+            dropped.append({"class": name, "original_label": label, "listed": counts})
+    kept_names = {plan.classes[i] for i in present}
+    splits = {name: [replace(e, label=new_label[e.label], original_label=e.label) for e in entries]
+              for name, entries in plan.splits.items()}
+    missing = [m for m in plan.missing if m["class"] in kept_names]
+    return DatasetPlan([plan.classes[i] for i in present], splits, missing, plan.rejects, dropped)
+
+
+def make_plan(format: str, source: str | os.PathLike, *, split: int = 1, lists=None, classes_file=None,
+              annotations=None, val_fraction: float = 0.0, seed: int = 0,
+              present_classes_only: bool = False) -> DatasetPlan:
+    """Parse a dataset in one of :data:`FORMATS` (see the parser of each)."""
+    if format not in FORMATS:
+        raise ConfigError(f"format {format!r} is not supported; choose one of {', '.join(FORMATS)}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if format != "list" and (lists or classes_file):
+        raise ConfigError(f"lists/--list and classes_file/--classes are for format 'list', not {format!r}")
+    if format == "list" and val_fraction:
+        raise ConfigError("format 'list' takes its splits from the list files; val_fraction is not used with it "
+                          "(pass a val list: --list val=val.txt)")
+    if format in ("folder", "list") and annotations is not None:
+        raise ConfigError(f"annotations/--annotations is for the ucf101 and hmdb51 formats, not {format!r}")
+    if not Path(source).is_dir():
+        raise DataError(f"dataset folder {source} does not exist or is not a folder")
+    if format == "ucf101":
+        plan = ucf101(source, split, annotations, val_fraction, seed)
+    elif format == "hmdb51":
+        plan = hmdb51(source, split, annotations, val_fraction, seed)
+    elif format == "folder":
+        plan = folder(source, val_fraction, seed)
+    else:
+        plan = list_files(source, lists, classes_file)
+    plan.splits = {name: entries for name, entries in plan.splits.items() if entries or name != "val"}
+    if present_classes_only:
+        plan = keep_present_classes(plan)
+    return plan

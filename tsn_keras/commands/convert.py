@@ -1,0 +1,111 @@
+"""`tsn convert`: a video dataset -> TFRecord shards (RGB, optical flow, warped flow) + manifest.json.
+
+Examples::
+
+    tsn convert --format ucf101 --split 1 --modalities rgb,flow --present-classes-only data/ shards/
+    tsn convert --format list --list train=train.txt --list test=test.txt --classes classes.txt videos/ shards/
+    tsn convert --format folder --val-fraction 0.2 --flow dis my_videos/ shards/
+
+A run that is interrupted resumes when started again with the same options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from tsn_keras.errors import ConfigError
+
+FORMATS = ("ucf101", "hmdb51", "folder", "list")
+FLOWS = ("tvl1", "dis", "farneback")
+MODALITIES = ("rgb", "flow", "warped_flow")
+
+
+def _frame_size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 340x256, got {text!r}") from None
+    return width, height
+
+
+def _modalities(text: str) -> tuple[str, ...]:
+    names = tuple(m.strip() for m in text.split(",") if m.strip())
+    unknown = [m for m in names if m not in MODALITIES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown modality {unknown or text!r}; choose from {', '.join(MODALITIES)}")
+    return names
+
+
+def _lists(items: list[str] | None) -> dict[str, str] | None:
+    if not items:
+        return None
+    lists = {}
+    for item in items:
+        split, sep, path = item.partition("=")
+        if not sep or not split or not path:
+            raise ConfigError(f"--list {item!r}: expected SPLIT=FILE, e.g. --list train=train.txt")
+        if split in lists:
+            raise ConfigError(f"--list: split {split!r} given twice")
+        lists[split] = path
+    return lists
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = __doc__.split("\n", 2)[2]
+    parser.add_argument("source", help="dataset folder (ucf101: UCF-101 or the folder that contains it)")
+    parser.add_argument("out", help="output folder (resumed when it holds an interrupted conversion)")
+    parser.add_argument("--format", choices=FORMATS, default="folder",
+                        help="ucf101 / hmdb51 (official split files), folder (<root>/<class>/<video>), "
+                             "list (<relative path> <label> files) [folder]")
+    parser.add_argument("--split", type=int, choices=(1, 2, 3), default=1, help="official split (ucf101, hmdb51) [1]")
+    parser.add_argument("--annotations", metavar="DIR",
+                        help="folder of the official split files (default: ucfTrainTestlist / "
+                             "testTrainMulti_7030_splits in or beside SOURCE)")
+    parser.add_argument("--list", action="append", metavar="SPLIT=FILE", dest="lists",
+                        help="format list: a split's list file, repeatable (--list train=a.txt --list test=b.txt)")
+    parser.add_argument("--classes", metavar="FILE", help="format list: class names, one per line or '<1-based idx> <name>'")
+    parser.add_argument("--val-fraction", type=float, default=0.0,
+                        help="share of train moved to a seeded 'val' split (by group for ucf101/hmdb51) [0]")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the val split and of the train order [0]")
+    parser.add_argument("--modalities", type=_modalities, default=("rgb",),
+                        help=f"comma-separated: {', '.join(MODALITIES)} [rgb]")
+    parser.add_argument("--flow", choices=FLOWS, default="tvl1",
+                        help="optical flow: tvl1 (the paper's, ~1 s/frame on CPU), dis (fast), farneback [tvl1]")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--frame-size", type=_frame_size, default=(340, 256), metavar="WxH",
+                      help="stored frame size [340x256, the paper's]")
+    size.add_argument("--short-side", type=int, help="resize to this shorter side instead, keeping the aspect ratio")
+    size.add_argument("--original-size", action="store_true", help="store frames at their decoded size")
+    parser.add_argument("--shard-size-mb", type=float, default=200.0, help="target shard size in MB [200]")
+    parser.add_argument("--jpeg-quality", type=int, default=90, help="JPEG quality 1..100 [90]")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="worker processes [number of CPUs: %(default)s]")
+    parser.add_argument("--present-classes-only", action="store_true",
+                        help="keep only classes with at least one video on disk, relabelled 0..n-1")
+    parser.add_argument("--strict", action="store_true", help="exit with code 2 if any video was rejected or missing")
+    parser.add_argument("--overwrite", action="store_true", help="replace a previous conversion in OUT instead of resuming")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    import time
+
+    from tfrecords_tools.convert import convert_dataset, strict_error, summary_line
+
+    start = time.perf_counter()
+    manifest = convert_dataset(
+        args.source, args.out, format=args.format, split=args.split, lists=_lists(args.lists),
+        classes_file=args.classes, val_fraction=args.val_fraction, seed=args.seed, modalities=args.modalities,
+        flow=args.flow, frame_size=None if args.original_size else args.frame_size, short_side=args.short_side,
+        shard_size_mb=args.shard_size_mb, jpeg_quality=args.jpeg_quality, workers=args.workers,
+        present_classes_only=args.present_classes_only, strict=False, progress=not args.no_progress,
+        annotations=args.annotations, overwrite=args.overwrite,
+    )
+    workers = f"{args.workers} worker{'s' if args.workers != 1 else ''}"
+    print(f"{summary_line(manifest, args.out)} [{time.perf_counter() - start:.1f} s, {workers}]")
+    error = strict_error(manifest, args.out)
+    if args.strict and error is not None:
+        raise error
+    return 0
