@@ -1,0 +1,188 @@
+"""Per-frame backbones by name: ``(H, W, C)`` images -> pooled features ``(D,)``.
+
+``bn_inception`` is the paper's network (``bn_inception.py``); ``inception_v3``, ``resnet50``
+and ``mobilenet_v2`` come from ``keras.applications``; ``tiny`` is a small convolutional net
+(4 stride-2 conv3x3-BN-ReLU stages, 32..256 channels, global average pooling) for CPU demos
+and tests at 64-112 px. It is not a published architecture and gives no meaningful accuracy
+on real data.
+
+Every backbone takes any number of input channels (3 for RGB, 2L for flow, 3L for RGB
+difference). Weights given for 3 channels are adapted with TSN's cross-modality
+initialisation (``transfer.cross_modality_weights``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import keras
+
+from tsn_keras.errors import ConfigError
+from tsn_keras.models.bn_inception import BNInception
+from tsn_keras.models.transfer import find_backbone, load_keras_file, load_weights_file, transfer_weights
+
+BACKBONES = ("bn_inception", "inception_v3", "resnet50", "mobilenet_v2", "tiny")
+
+# The input normalisation each backbone's pre-trained weights expect (names of the pipeline's
+# presets, DESIGN.md "Input pipeline contract"). BN-Inception's weights come from Caffe: BGR,
+# 0..255, means 104/117/128.
+PREPROCESSING = {
+    "bn_inception": "caffe_bgr",
+    "resnet50": "keras_caffe",
+    "inception_v3": "keras_tf",
+    "mobilenet_v2": "keras_tf",
+    "tiny": "keras_tf",
+}
+
+_KERAS_APPLICATIONS: dict[str, Callable[..., keras.Model]] = {
+    "inception_v3": keras.applications.InceptionV3,
+    "resnet50": keras.applications.ResNet50,
+    "mobilenet_v2": keras.applications.MobileNetV2,
+}
+
+TINY_WIDTHS = (32, 64, 128, 256)
+
+
+def check_backbone(name: str) -> None:
+    """Raise ``ConfigError`` naming the valid backbones if ``name`` is not one of them."""
+    if name not in BACKBONES:
+        raise ConfigError(f"unknown backbone {name!r}; valid backbones: {', '.join(BACKBONES)}")
+
+
+def preprocessing_preset(name: str) -> str:
+    """The pipeline normalisation preset that matches a backbone's pre-trained weights.
+
+    Example:
+        >>> preprocessing_preset("bn_inception")
+        'caffe_bgr'
+    """
+    check_backbone(name)
+    return PREPROCESSING[name]
+
+
+def tiny_convnet(input_shape: tuple[int, int, int], name: str = "tiny_convnet") -> keras.Model:
+    """A small CNN for CPU demos and tests (not a published architecture).
+
+    Four stages of (3x3 conv stride 2, BN, ReLU, 3x3 conv, BN, ReLU), then global average
+    pooling. BatchNorm momentum is 0.9 (PyTorch's 0.1): the short CPU schedules this backbone
+    is for run a few hundred steps, too few for Keras' default 0.99 to settle the moving
+    statistics that inference uses.
+    """
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    x = inputs
+    for stage, width in enumerate(TINY_WIDTHS, start=1):
+        for conv, stride in ((1, 2), (2, 1)):
+            prefix = f"stage{stage}_conv{conv}"
+            x = keras.layers.Conv2D(width, 3, strides=stride, padding="same", name=prefix)(x)
+            x = keras.layers.BatchNormalization(momentum=0.9, name=f"{prefix}_bn")(x)
+            x = keras.layers.ReLU(name=f"{prefix}_relu")(x)
+    outputs = keras.layers.GlobalAveragePooling2D(name="global_pool")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _architecture(name: str, input_shape: tuple[int, int, int], weights: str | None = None) -> keras.Model:
+    """A backbone with random weights (or Keras' ImageNet download for keras.applications)."""
+    if name == "bn_inception":
+        return BNInception(input_shape)
+    if name == "tiny":
+        return tiny_convnet(input_shape)
+    with warnings.catch_warnings():
+        # keras.applications warns about channel counts other than 1 or 3, which flow needs.
+        warnings.filterwarnings("ignore", message="This model usually expects")
+        try:
+            return _KERAS_APPLICATIONS[name](
+                include_top=False, weights=weights, input_shape=tuple(input_shape), pooling="avg"
+            )
+        except ValueError as err:
+            raise ConfigError(f"backbone {name!r} with input_shape {tuple(input_shape)}: {err}") from None
+
+
+def build_backbone(
+    name: str,
+    input_shape: tuple[int, int, int],
+    weights: str | Path | None = None,
+) -> keras.Model:
+    """A per-frame backbone: ``(H, W, C)`` images to pooled features ``(D,)``.
+
+    Args:
+        name: one of ``BACKBONES``.
+        input_shape: ``(height, width, channels)``.
+        weights: ``None`` (random), ``"imagenet"`` (keras.applications backbones only;
+            Keras downloads the file on first use) or a path to a ``.keras`` model or a
+            ``.weights.h5`` file of this backbone (for ``bn_inception``: the output of
+            ``tsn convert-weights``). 3-channel weights load into any channel count with TSN's
+            cross-modality initialisation.
+
+    Returns:
+        A ``keras.Model``; ``output_shape[-1]`` is the feature size D (1024 for bn_inception,
+        2048 for inception_v3 and resnet50, 1280 for mobilenet_v2, 256 for tiny).
+
+    Example:
+        >>> flow_net = build_backbone("tiny", (112, 112, 10))  # doctest: +SKIP
+    """
+    check_backbone(name)
+    height, width, channels = tuple(input_shape)
+    if weights == "imagenet":
+        if name not in _KERAS_APPLICATIONS:
+            hint = (
+                "convert the PyTorch ImageNet checkpoint with `tsn convert-weights` and pass the .weights.h5 path"
+                if name == "bn_inception"
+                else "it has no pre-trained weights"
+            )
+            raise ConfigError(f"model.weights='imagenet' is only available for {', '.join(_KERAS_APPLICATIONS)}; "
+                              f"for {name}: {hint}")
+        if channels == 3:
+            return _architecture(name, (height, width, 3), weights="imagenet")
+        model = _architecture(name, (height, width, channels))
+        transfer_weights(_architecture(name, (height, width, 3), weights="imagenet"), model)
+        return model
+    model = _architecture(name, (height, width, channels))
+    if weights is not None:
+        load_backbone_weights(model, weights, lambda c: _architecture(name, (height, width, c)))
+    return model
+
+
+def load_backbone_weights(
+    model: keras.Model,
+    weights: str | Path,
+    rebuild: Callable[[int], keras.Model],
+) -> None:
+    """Load a weights file or ``.keras`` model into ``model``, adapting 3-channel weights.
+
+    Args:
+        model: the backbone to overwrite.
+        weights: a ``.keras`` file (a backbone or a whole TSN model, whose backbone is used) or
+            a ``.weights.h5`` file of this architecture with any number of input channels.
+        rebuild: ``rebuild(channels)`` builds the same architecture with ``channels`` inputs
+            and random weights, to read a file written for another channel count.
+    """
+    path = Path(weights)
+    if not path.is_file():
+        raise ConfigError(f"weights file {path} not found (weights are None, 'imagenet' or a .keras / .weights.h5 path)")
+    if path.name.endswith(".keras"):
+        transfer_weights(find_backbone(load_keras_file(path)), model)
+        return
+    if not path.name.endswith(".h5"):
+        raise ConfigError(f"weights file {path} must be a .keras or .weights.h5 file")
+    try:
+        load_weights_file(model, path)
+        return
+    except ValueError as err:
+        if model.input_shape[-1] == 3:
+            raise ConfigError(f"weights file {path} does not fit backbone {model.name!r}: {_first_line(err)}") from None
+    rgb = rebuild(3)
+    try:
+        load_weights_file(rgb, path)
+    except ValueError as err:
+        raise ConfigError(
+            f"weights file {path} fits neither a {model.input_shape[-1]}-channel nor a 3-channel "
+            f"{model.name!r}: {_first_line(err)}"
+        ) from None
+    transfer_weights(rgb, model)
+
+
+def _first_line(err: Exception) -> str:
+    lines = [line for line in str(err).splitlines() if line.strip()]
+    return " ".join(lines[:3])
