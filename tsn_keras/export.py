@@ -1,0 +1,160 @@
+"""SavedModel export for serving: the trained TSN with the test protocol inside the graph.
+
+``export_saved_model`` writes, under ``out_dir``:
+
+- ``saved_model/``: a TensorFlow SavedModel that loads with ``tf.saved_model.load`` without
+  tsn-keras (or Keras) installed, with three signatures:
+
+  ``serving_default``
+      ``snippets``: float32 ``(batch, snippets, H, W, C)``, already normalised, any number of
+      snippets -> ``logits``, ``probabilities`` ``(batch, classes)``: the model's own consensus.
+  ``serve_jpeg_frames``
+      one video's encoded JPEG frames, any count: ``frames`` (1-D string) for RGB and RGB
+      difference; ``flow_x``, ``flow_y`` (1-D string, quantised flow JPEGs as ``tsn convert``
+      stores them) for flow and warped flow -> ``logits``, ``probabilities`` ``(1, classes)``.
+      Samples the T test snippets, cuts the crops and normalises with the same graph functions
+      as ``make_dataset(mode="test")`` (``pipeline.test_views``), and scores like ``evaluate``:
+      logits averaged over crops and snippets, then softmax.
+  ``class_names``
+      no input -> ``class_names`` (string ``[classes]``, index = class).
+
+- ``model.keras``: the Keras model;
+- ``export.json``: the protocol (modality, new_length, input size, normalisation, snippets,
+  crops, the stored frame size and JPEG quality) and the class names.
+
+Example:
+    >>> export_saved_model("runs/ucf101_rgb-20240101-120000", "exported/rgb")  # doctest: +SKIP
+    >>> served = tf.saved_model.load("exported/rgb/saved_model")  # doctest: +SKIP
+    >>> served.signatures["serve_jpeg_frames"](frames=tf.constant(jpegs))["probabilities"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from tsn_keras.errors import ConfigError, DataError
+from tsn_keras.evaluation import load_run, read_class_names, video_scorer
+from tsn_keras.version import __version__
+
+SNIPPETS_SIGNATURE = "serving_default"
+JPEG_SIGNATURE = "serve_jpeg_frames"
+CLASSES_SIGNATURE = "class_names"
+EXPORT_INFO = "export.json"
+EXPORT_FORMAT = "tsn-keras-export"
+
+
+def jpeg_inputs(modality: str) -> tuple[str, ...]:
+    """Input names of the JPEG signature: ``frames``, or ``flow_x`` and ``flow_y`` for flow models."""
+    return ("flow_x", "flow_y") if modality in ("flow", "warped_flow") else ("frames",)
+
+
+def export_saved_model(model_or_run, out_dir: str | os.PathLike, *, class_names: list[str] | str | None = None,
+                       modality: str | None = None, normalization: str | None = None, num_snippets: int = 25,
+                       num_crops: int = 10) -> Path:
+    """Export a trained TSN as a SavedModel with a snippet signature and a JPEG-frames signature.
+
+    Args:
+        model_or_run: a run folder, a ``.keras`` file or a ``keras.Model``.
+        out_dir: output folder (``saved_model/``, ``model.keras``, ``export.json``).
+        class_names: a list of names or a file/conversion folder holding them; default: the run's
+            ``classes.json``, else the classes of the run's converted data.
+        modality, normalization: for bare models whose input does not tell (see ``evaluation.load_run``).
+        num_snippets, num_crops: the test protocol of the JPEG signature (T = 25, 10 crops).
+
+    Returns:
+        The path of the SavedModel folder.
+    """
+    import keras
+    import tensorflow as tf
+
+    from tsn_keras.config import CROP_COUNTS
+    from tsn_keras.data.pipeline import test_views
+    from tsn_keras.predict import conversion_options
+
+    if num_crops not in CROP_COUNTS:
+        raise ConfigError(f"num_crops must be one of {', '.join(map(str, CROP_COUNTS))}, got {num_crops}")
+    if num_snippets < 1:
+        raise ConfigError(f"num_snippets must be >= 1, got {num_snippets}")
+    run = load_run(model_or_run, modality=modality, normalization=normalization)
+    names = _class_names(run, class_names)
+    model, size = run.model, run.input_size
+    channels = int(model.inputs[0].shape[-1])
+    data_root = run.config.data.root if run.config is not None and run.config.data.root else None
+    score = video_scorer(model, num_crops, num_snippets)
+    names_tensor = tf.constant(names, dtype=tf.string)
+
+    def outputs(logits):
+        logits = tf.cast(logits, tf.float32)
+        return {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1)}
+
+    def serve_snippets(snippets):
+        return outputs(model(snippets, training=False))
+
+    def serve_frames(*frames):
+        for name, value in zip(jpeg_inputs(run.modality), frames):
+            tf.debugging.assert_positive(tf.size(value), message=f"{name} holds no JPEG frame")
+        views = test_views(tuple(frames) if len(frames) > 1 else frames[0], None, run.modality, run.new_length,
+                           num_snippets, num_crops, size, run.normalization)
+        return outputs(score(views[None]))
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(SNIPPETS_SIGNATURE, serve_snippets, input_signature=[
+        tf.TensorSpec((None, None, size, size, channels), tf.float32, name="snippets")])
+    archive.add_endpoint(JPEG_SIGNATURE, serve_frames, input_signature=[
+        tf.TensorSpec((None,), tf.string, name=name) for name in jpeg_inputs(run.modality)])
+    archive.add_endpoint(CLASSES_SIGNATURE, lambda: {"class_names": names_tensor}, input_signature=[])
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    saved = out / "saved_model"
+    archive.write_out(str(saved), verbose=False)
+    model.save(out / "model.keras")
+    info: dict[str, Any] = {
+        "format": EXPORT_FORMAT, "version": 1, "library_version": __version__,
+        "modality": run.modality, "new_length": run.new_length, "input_size": size, "channels": channels,
+        "normalization": run.normalization, "num_snippets": num_snippets, "num_crops": num_crops,
+        "signatures": {SNIPPETS_SIGNATURE: ["snippets"], JPEG_SIGNATURE: list(jpeg_inputs(run.modality)),
+                       CLASSES_SIGNATURE: []},
+        "conversion": {k: list(v) if isinstance(v, tuple) else v for k, v in conversion_options(data_root).items()},
+        "class_names": names,
+        "source": str(run.model_path) if run.model_path else model.name,
+    }
+    (out / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n")
+    return saved
+
+
+def load_export_info(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``export.json`` of an export folder; a folder that is not one is a ``DataError``."""
+    path = Path(path)
+    info_path = path / EXPORT_INFO
+    if not info_path.is_file() or not (path / "saved_model").is_dir():
+        raise DataError(f"{path} is not an export folder (needs {EXPORT_INFO} and saved_model/; run `tsn export`)")
+    try:
+        info = json.loads(info_path.read_text())
+    except ValueError as err:
+        raise DataError(f"cannot read {info_path}: {err}") from None
+    if info.get("format") != EXPORT_FORMAT:
+        raise DataError(f"{info_path} is not a tsn-keras export description (format {info.get('format')!r})")
+    return info
+
+
+def _class_names(run, class_names) -> list[str]:
+    if isinstance(class_names, (list, tuple)):
+        names = [str(c) for c in class_names]
+    elif class_names is not None:
+        names = read_class_names(class_names)
+    elif run.class_names is not None:
+        names = run.class_names
+    elif run.config is not None and run.config.data.root:
+        names = read_class_names(run.config.data.root)
+    else:
+        raise ConfigError("no class names for this model: pass class_names (--classes) with a classes.json, "
+                          "a text file or the conversion folder")
+    classes = int(run.model.outputs[0].shape[-1])
+    if len(names) != classes:
+        raise DataError(f"the model has {classes} classes but {len(names)} class names were given")
+    return names
