@@ -1,15 +1,17 @@
 """The built-in default dataset: short synthetic action videos that need both TSN streams.
 
-Eight classes of one object on a textured background, written as real ``.avi`` files through
-OpenCV so that they go through the same converter as any other dataset:
+Eight classes of one object on a textured grey background, written as real ``.avi`` files
+through OpenCV so that they go through the same converter as any other dataset:
 
-- four **appearance** classes (red disc, blue disc, red square, blue square) that all move the
-  same random way: colour tells them apart, motion cannot, so optical flow confuses
-  red with blue while a single RGB frame does not;
-- four **motion** classes of the same yellow wedge: sliding left, sliding right, rotating
-  clockwise, rotating anticlockwise. Position and orientation are random in every frame's
-  distribution, so a single RGB frame cannot tell them apart (with TSN's average consensus,
-  neither can three), while flow can.
+- four **appearance** classes (red, green, blue and magenta discs) that all move the same
+  random way: colour tells them apart and motion cannot, so optical flow confuses them while
+  a single RGB frame does not;
+- four **motion** classes of the same yellow wedge: sliding up, sliding down, shaking from
+  side to side, and spinning. Position and orientation are random, so a single RGB frame
+  cannot tell them apart (with TSN's average consensus, neither can three), while flow can.
+  Left/right or clockwise/anticlockwise pairs would be the obvious choice, but TSN's
+  horizontal-flip augmentation turns one into the other without changing the label, so the
+  motion classes here are ones a mirror image leaves unchanged (spin turns either way).
 
 A two-stream TSN needs both streams to solve all eight; the demo's table shows it.
 Generation is deterministic for a seed: video ``i`` of a split draws from its own generator.
@@ -29,9 +31,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-DEFAULT_SIZE = (96, 72)  # width, height of the written videos
+DEFAULT_SIZE = (96, 96)  # width, height of the written videos
 DEFAULT_SPLITS = {"train": 24, "val": 6, "test": 10}  # videos per class
-DEFAULT_FRAMES = (28, 40)  # inclusive range of frames per video
+DEFAULT_FRAMES = (24, 36)  # inclusive range of frames per video
 FPS = 25.0
 
 
@@ -39,31 +41,33 @@ FPS = 25.0
 class SyntheticClass:
     name: str
     cue: str  # "appearance" or "motion": what tells this class apart from the others
-    shape: str  # disc | square | wedge
+    shape: str  # disc | wedge
     colour: tuple[int, int, int]  # BGR
-    motion: str  # wander | left | right | cw | ccw
+    motion: str  # wander | up | down | shake | spin
 
 
-RED = (40, 40, 220)
-BLUE = (220, 80, 30)
-YELLOW = (30, 210, 235)
+RED = (40, 40, 230)
+GREEN = (40, 200, 40)
+BLUE = (230, 70, 30)
+MAGENTA = (220, 40, 220)
+YELLOW = (30, 220, 240)
 
 CLASSES: tuple[SyntheticClass, ...] = (
     SyntheticClass("red_disc", "appearance", "disc", RED, "wander"),
+    SyntheticClass("green_disc", "appearance", "disc", GREEN, "wander"),
     SyntheticClass("blue_disc", "appearance", "disc", BLUE, "wander"),
-    SyntheticClass("red_square", "appearance", "square", RED, "wander"),
-    SyntheticClass("blue_square", "appearance", "square", BLUE, "wander"),
-    SyntheticClass("slide_left", "motion", "wedge", YELLOW, "left"),
-    SyntheticClass("slide_right", "motion", "wedge", YELLOW, "right"),
-    SyntheticClass("rotate_cw", "motion", "wedge", YELLOW, "cw"),
-    SyntheticClass("rotate_ccw", "motion", "wedge", YELLOW, "ccw"),
+    SyntheticClass("magenta_disc", "appearance", "disc", MAGENTA, "wander"),
+    SyntheticClass("slide_up", "motion", "wedge", YELLOW, "up"),
+    SyntheticClass("slide_down", "motion", "wedge", YELLOW, "down"),
+    SyntheticClass("shake", "motion", "wedge", YELLOW, "shake"),
+    SyntheticClass("spin", "motion", "wedge", YELLOW, "spin"),
 )
 CLASS_NAMES = tuple(c.name for c in CLASSES)
 
 
 def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
-    """A smooth random texture (upsampled coarse noise), muted so that objects stand out."""
-    coarse = rng.uniform(60, 170, size=(5, 6, 3)).astype(np.float32)
+    """A smooth random grey texture with a faint tint, so that the objects' colour stands out."""
+    coarse = rng.uniform(70, 170, size=(5, 6, 1)).astype(np.float32) + rng.uniform(-6, 6, size=(1, 1, 3))
     smooth = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
     grain = cv2.resize(rng.uniform(-18, 18, size=(height // 4, width // 4, 1)).astype(np.float32),
                        (width, height), interpolation=cv2.INTER_LINEAR)
@@ -71,13 +75,13 @@ def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray
 
 
 def _shape_points(shape: str, size: float, angle: float) -> np.ndarray:
-    """Polygon vertices (relative to the centre) of a square or wedge of ``size`` at ``angle`` radians."""
-    if shape == "square":
-        base = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], np.float32) * (size / 2)
-    elif shape == "wedge":  # a long isosceles triangle: its orientation shows rotation
-        base = np.array([[size * 0.75, 0], [-size * 0.5, -size * 0.38], [-size * 0.5, size * 0.38]], np.float32)
-    else:
+    """Vertices (relative to the centre) of a wedge of ``size`` at ``angle`` radians.
+
+    A long isosceles triangle: unlike a disc, its orientation shows rotation.
+    """
+    if shape != "wedge":
         raise ValueError(f"no polygon for shape {shape!r}")
+    base = np.array([[size * 0.75, 0], [-size * 0.5, -size * 0.38], [-size * 0.5, size * 0.38]], np.float32)
     c, s = math.cos(angle), math.sin(angle)
     return base @ np.array([[c, s], [-s, c]], np.float32)
 
@@ -95,35 +99,36 @@ def _draw(canvas: np.ndarray, cls: SyntheticClass, centre: np.ndarray, size: flo
 
 def _trajectory(cls: SyntheticClass, rng: np.random.Generator, num_frames: int, width: int, height: int):
     """Per-frame (centre, angle) of the object, and its size."""
-    size = float(rng.uniform(14, 20))
-    margin = size * 0.8
+    size = float(rng.uniform(16, 22))
+    # Stay well inside the frame: TSN's corner crops keep as little as 66% of each side.
+    margin = size * 0.8 + min(width, height) * 0.1
     angle0 = float(rng.uniform(0, 2 * math.pi))
-    if cls.motion in ("cw", "ccw"):
-        centre = np.array([rng.uniform(margin, width - margin), rng.uniform(margin, height - margin)])
-        speed = math.radians(rng.uniform(7, 13))
-        # Image y points down, so a growing angle turns clockwise on screen.
-        direction = 1.0 if cls.motion == "cw" else -1.0
-        return [(centre, angle0 + direction * speed * t) for t in range(num_frames)], size
-    if cls.motion in ("left", "right"):
-        speed = rng.uniform(1.2, 2.2)
+    x0, y0 = rng.uniform(margin, width - margin), rng.uniform(margin, height - margin)
+    if cls.motion == "spin":
+        # Either way round: a mirror image turns one into the other.
+        speed = math.radians(rng.uniform(8, 14)) * rng.choice([-1.0, 1.0])
+        return [(np.array([x0, y0]), angle0 + speed * t) for t in range(num_frames)], size
+    if cls.motion == "shake":
+        amplitude, period, phase = rng.uniform(5, 8), rng.uniform(6, 10), rng.uniform(0, 2 * math.pi)
+        x0 = float(np.clip(x0, margin + amplitude, width - margin - amplitude))
+        return [(np.array([x0 + amplitude * math.sin(2 * math.pi * t / period + phase), y0]), angle0)
+                for t in range(num_frames)], size
+    if cls.motion in ("up", "down"):
+        speed = rng.uniform(0.9, 1.3)
         travel = speed * (num_frames - 1)
-        lo, hi = margin, max(margin, width - margin - travel)
-        start_x = rng.uniform(lo, hi)
-        y = rng.uniform(margin, height - margin)
-        if cls.motion == "left":
-            start_x = width - start_x
-            speed = -speed
+        start = rng.uniform(margin, max(margin, height - margin - travel))
+        if cls.motion == "up":  # image y grows downwards
+            start, speed = height - start, -speed
         drift = rng.uniform(-0.15, 0.15)
-        return [(np.array([start_x + speed * t, y + drift * t]), angle0) for t in range(num_frames)], size
-    # "wander": a random direction and speed, bouncing off the borders; squares also turn
-    # a little either way, so that neither direction nor turning tells classes apart.
-    position = np.array([rng.uniform(margin, width - margin), rng.uniform(margin, height - margin)])
+        return [(np.array([x0 + drift * t, start + speed * t]), angle0) for t in range(num_frames)], size
+    # "wander": a random direction and speed, bouncing off the borders, the same for every
+    # appearance class so that motion does not tell them apart.
+    position = np.array([x0, y0])
     heading = rng.uniform(0, 2 * math.pi)
-    velocity = rng.uniform(1.0, 2.2) * np.array([math.cos(heading), math.sin(heading)])
-    turn = math.radians(rng.uniform(-6, 6))
+    velocity = rng.uniform(0.8, 2.0) * np.array([math.cos(heading), math.sin(heading)])
     states = []
-    for t in range(num_frames):
-        states.append((position.copy(), angle0 + turn * t))
+    for _ in range(num_frames):
+        states.append((position.copy(), angle0))
         position += velocity
         for axis, limit in ((0, width), (1, height)):
             if not margin <= position[axis] <= limit - margin:
