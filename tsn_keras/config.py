@@ -29,7 +29,13 @@ from tsn_keras.errors import ConfigError
 MODALITIES = ("rgb", "rgb_diff", "flow", "warped_flow")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 PRECISIONS = ("float32", "float16", "bfloat16")
-NORMALIZATIONS = ("auto", "caffe_bgr", "keras")
+# Input normalisation presets of the pipeline (DESIGN.md "Input pipeline contract"); "auto" is
+# the backbone's own (models.backbones.preprocessing_preset).
+NORMALIZATIONS = ("auto", "caffe_bgr", "keras_caffe", "keras_tf", "keras_torch", "raw")
+# Kept here so that a recipe is checked without importing Keras; tests compare them with
+# tsn_keras.models so that the lists cannot drift apart.
+BACKBONES = ("bn_inception", "inception_v3", "resnet50", "mobilenet_v2", "tiny")
+CONSENSUS_MODES = ("avg", "max", "weighted", "topk", "attention", "gru", "identity")
 CROP_COUNTS = (1, 3, 10)
 
 # Paper defaults per modality (TSN_SEMANTICS.md).
@@ -138,6 +144,8 @@ class Config:
         d, m, t, e = self.data, self.model, self.train, self.evaluate
         _choice("data.modality", d.modality, MODALITIES)
         _choice("data.normalization", d.normalization, NORMALIZATIONS)
+        _choice("model.backbone", m.backbone, BACKBONES)
+        _choice("model.consensus", m.consensus, CONSENSUS_MODES)
         _choice("train.strategy", t.strategy, STRATEGIES)
         _choice("train.mixed_precision", t.mixed_precision, PRECISIONS)
         _choice("evaluate.num_crops", e.num_crops, CROP_COUNTS)

@@ -1,0 +1,231 @@
+"""Callbacks of ``tsn train``: iteration-exact stopping, learning-rate and history logging that
+survive a restart, and a best checkpoint that remembers its best across one.
+
+A run killed and started again is continued by ``keras.callbacks.BackupAndRestore`` from the
+last finished epoch; these callbacks make the rest of the run folder agree with it: the history
+keeps the epochs before the restored one and drops any the killed run logged after its last
+backup, and the best checkpoint is compared against the best value of the kept epochs.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+from pathlib import Path
+
+import keras
+from keras import ops
+
+from tsn_keras.optimization import lr_at
+
+log = logging.getLogger("tsn_keras.training")
+
+
+def completed_updates(model: keras.Model) -> int:
+    """Optimiser updates done so far: the paper's iteration count (micro-steps excluded)."""
+    return int(ops.convert_to_numpy(model.optimizer.iterations))
+
+
+def _inner(optimizer):
+    return getattr(optimizer, "inner_optimizer", optimizer)
+
+
+class StopAtIteration(keras.callbacks.Callback):
+    """Stop training after exactly ``max_iterations`` updates, part-way through an epoch if needed.
+
+    Args:
+        max_iterations: the recipe's ``train.max_iterations``.
+    """
+
+    def __init__(self, max_iterations: int):
+        super().__init__()
+        self.max_iterations = int(max_iterations)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if completed_updates(self.model) >= self.max_iterations:
+            self.model.stop_training = True
+
+
+class IterationLogger(keras.callbacks.Callback):
+    """Adds ``iteration`` (updates so far) and ``learning_rate`` to the epoch logs.
+
+    ``learning_rate`` is the rate of the epoch's last update (Caffe's multistep schedule of the
+    recipe), so an epoch that ends on a step iteration still shows the rate it trained with.
+
+    Args:
+        base_lr, lr_steps, lr_decay: the recipe's schedule (``train.lr``, ``lr_steps``, ``lr_decay``).
+    """
+
+    def __init__(self, base_lr: float, lr_steps, lr_decay: float):
+        super().__init__()
+        self.base_lr, self.lr_steps, self.lr_decay = base_lr, tuple(lr_steps), lr_decay
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        done = completed_updates(self.model)
+        logs["iteration"] = done
+        logs["learning_rate"] = lr_at(max(done - 1, 0), self.base_lr, self.lr_steps, self.lr_decay)
+
+
+def read_history(path: str | os.PathLike) -> list[dict[str, str]]:
+    """Rows of a ``history.csv`` as dictionaries (empty when the file does not exist)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+class HistoryCSV(keras.callbacks.Callback):
+    """``history.csv``: one row per epoch, columns ``epoch, iteration, learning_rate, <metrics>``.
+
+    Unlike ``keras.callbacks.CSVLogger`` it is continuous across a restart (rows of epochs at or
+    after the restored one are dropped, so an epoch logged but not backed up is not repeated),
+    and columns that appear later (validation every few epochs) are added, with empty cells
+    where an epoch has no value.
+
+    Args:
+        path: the CSV file, rewritten atomically after each epoch.
+    """
+
+    FIRST = ("epoch", "iteration", "learning_rate")
+
+    def __init__(self, path: str | os.PathLike):
+        super().__init__()
+        self.path = Path(path)
+        self.rows: list[dict] = []
+        self._started = False
+
+    def on_train_begin(self, logs=None):
+        self.rows = read_history(self.path)
+        self._started = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if not self._started:
+            self.rows = [row for row in self.rows if int(row["epoch"]) < epoch]
+            self._write()
+            self._started = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch}
+        for key, value in (logs or {}).items():
+            number = float(ops.convert_to_numpy(value))
+            row[key] = int(number) if key == "iteration" else number
+        self.rows.append(row)
+        self._write()
+
+    def _write(self) -> None:
+        columns = [c for c in self.FIRST if any(c in r for r in self.rows)]
+        for row in self.rows:
+            columns += [key for key in row if key not in columns]
+        tmp = self.path.with_suffix(".csv.tmp")
+        with tmp.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns, restval="")
+            writer.writeheader()
+            writer.writerows(self.rows)
+        os.replace(tmp, self.path)
+
+
+class EpochLog(keras.callbacks.Callback):
+    """One line per epoch in ``train.log`` (through the ``tsn_keras.training`` logger)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        items = ", ".join(
+            f"{key} {value:.6g}" if isinstance(value, float) else f"{key} {value}" for key, value in (logs or {}).items()
+        )
+        log.info("epoch %d: %s", epoch + 1, items)
+
+
+class ResumableCheckpoint(keras.callbacks.ModelCheckpoint):
+    """``ModelCheckpoint`` of the best epoch whose best survives a restart.
+
+    On the first epoch of a resumed run, the best value is recovered from the history rows
+    of the epochs before it, so a resumed run does not overwrite a better checkpoint.
+
+    Args:
+        filepath: the ``.weights.h5`` file.
+        history: the run's :class:`HistoryCSV` (its rows are read at the first epoch).
+        monitor, mode: as for ``ModelCheckpoint``.
+    """
+
+    def __init__(self, filepath, history: HistoryCSV, monitor: str, mode: str):
+        super().__init__(filepath, monitor=monitor, mode=mode, save_best_only=True, save_weights_only=True, verbose=0)
+        self.history = history
+        self._started = False
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self._started = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        super().on_epoch_begin(epoch, logs)
+        if self._started:
+            return
+        self._started = True
+        values = []
+        for row in self.history.rows:
+            try:
+                value = float(row.get(self.monitor, ""))
+            except ValueError:
+                continue
+            if int(row["epoch"]) < epoch and math.isfinite(value):
+                values.append(value)
+        if values:
+            self.best = min(values) if self.mode == "min" else max(values)
+
+    def on_epoch_end(self, epoch, logs=None):
+        # Epochs without validation (train.validate_every > 1) are not candidates, and need no warning.
+        if logs is not None and self.monitor in logs:
+            super().on_epoch_end(epoch, logs)
+
+
+class TensorBoardScalars(keras.callbacks.Callback):
+    """Epoch metrics and the learning rate as TensorBoard scalars, in Keras' layout.
+
+    ``<log_dir>/train`` gets ``epoch_<metric>`` (and ``epoch_learning_rate``), ``<log_dir>/validation``
+    the ``val_`` metrics, with the epoch as step. Written with TensorFlow's own summary ops, so
+    it needs no ``tensorboard`` package (``keras.callbacks.TensorBoard`` does); reading the logs
+    needs TensorBoard.
+
+    Args:
+        log_dir: the run's ``tensorboard/`` folder.
+    """
+
+    def __init__(self, log_dir: str | os.PathLike):
+        super().__init__()
+        self.log_dir = Path(log_dir)
+        self._writers = {}
+
+    def _writer(self, name: str):
+        import tensorflow as tf
+
+        if name not in self._writers:
+            self._writers[name] = tf.summary.create_file_writer(str(self.log_dir / name))
+        return self._writers[name]
+
+    def on_epoch_end(self, epoch, logs=None):
+        import tensorflow as tf
+        from tensorflow.core.framework import summary_pb2
+
+        metadata = summary_pb2.SummaryMetadata(
+            plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"),
+            data_class=summary_pb2.DATA_CLASS_SCALAR,
+        )
+        for key, value in (logs or {}).items():
+            if key == "iteration":
+                continue
+            writer = self._writer("validation" if key.startswith("val_") else "train")
+            tag = f"epoch_{key[4:] if key.startswith('val_') else key}"
+            with writer.as_default():
+                tf.summary.write(tag, tf.constant(float(ops.convert_to_numpy(value)), tf.float32), step=epoch,
+                                 metadata=metadata)
+        for writer in self._writers.values():
+            writer.flush()
+
+    def on_train_end(self, logs=None):
+        for writer in self._writers.values():
+            writer.close()
+        self._writers = {}

@@ -1,0 +1,340 @@
+"""``train(config)``: a TSN trained with ``model.fit`` the way the paper optimised it.
+
+One call checks the recipe against its data, picks the ``tf.distribute`` strategy, builds the
+TSN and the Caffe-style optimiser (``tsn_keras.optimization``), feeds it per-replica batches
+from the shards, and writes a run folder::
+
+    <run_dir>/config.yaml        the resolved recipe (``tsn train --config`` reads it back)
+             classes.json        class names, index = label
+             history.csv         one row per epoch: iteration, learning_rate, loss, accuracy, val_*
+             train.log           what ran where, and one line per epoch
+             tensorboard/        TensorBoard logs
+             backup/             BackupAndRestore state (deleted when the run finishes)
+             checkpoints/best.weights.h5   best val accuracy (or lowest training loss without val)
+             checkpoints/last.weights.h5   the last finished epoch
+             model.keras         the final model (no optimiser: loads with the tsn_keras layers only)
+
+Units are the paper's: an *iteration* is one optimiser update over ``train.batch_size`` clips,
+reached with ``iteration_size = batch_size / (micro_batch_size * replicas)`` accumulated
+micro-steps; ``lr_steps`` and ``max_iterations`` count iterations. An *epoch* is
+``ceil(train videos / batch_size)`` iterations, and the last one is cut short so that training
+stops exactly at ``max_iterations``.
+
+A run that is killed continues from its last finished epoch when started again with the same
+``run_dir`` (``tsn train --config ... --run-dir <run>``).
+
+Example:
+    >>> from tsn_keras.config import load_config
+    >>> result = train(load_config("ucf101subset_rgb", ["data.root=data/ucf101_subset"]))  # doctest: +SKIP
+    >>> result.history["val_accuracy"][-1]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import shutil
+import time
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from tsn_keras.checks import DataSummary, check_data
+from tsn_keras.config import Config, config_from_dict
+from tsn_keras.errors import ConfigError
+
+log = logging.getLogger("tsn_keras.training")
+
+# Keys whose change makes a run folder's backup unusable (weight shapes or their meaning).
+_FIXED_ON_RESUME = ("model", "data.modality", "data.new_length", "data.num_segments", "data.input_size")
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` made: the run folder, the final model file and the epoch history."""
+
+    run_dir: Path
+    model_path: Path
+    history: dict[str, list[float]]
+
+
+@dataclass
+class Plan:
+    """How the recipe's iterations map onto replicas, micro-steps and Keras epochs."""
+
+    replicas: int
+    micro_batch_size: int  # clips per replica per forward pass
+    iteration_size: int  # micro-steps accumulated per update
+    iterations_per_epoch: int
+    steps_per_epoch: int  # Keras steps (micro-steps) per epoch
+    epochs: int
+
+
+def make_plan(config: Config, train_videos: int, replicas: int) -> Plan:
+    """The run's :class:`Plan`; a ``ConfigError`` when batch sizes and replicas do not divide."""
+    from tsn_keras.optimization import accumulation_steps, iterations_per_epoch
+
+    t = config.train
+    iteration_size = accumulation_steps(t.batch_size, t.micro_batch_size, replicas)
+    micro = t.micro_batch_size or t.batch_size // replicas
+    per_epoch = iterations_per_epoch(train_videos, t.batch_size)
+    steps = per_epoch * iteration_size
+    if steps % t.steps_per_execution or (t.max_iterations * iteration_size) % t.steps_per_execution:
+        raise ConfigError(
+            f"train.steps_per_execution={t.steps_per_execution} must divide the micro-steps per epoch ({steps}) "
+            f"and per run ({t.max_iterations * iteration_size}); allowed: "
+            + ", ".join(str(n) for n in range(1, steps + 1) if not steps % n and not (t.max_iterations * iteration_size) % n)
+        )
+    return Plan(replicas, micro, iteration_size, per_epoch, steps, math.ceil(t.max_iterations / per_epoch))
+
+
+def resolved(config: Config) -> Config:
+    """``config`` with the modality's defaults written in (what ``config.yaml`` stores)."""
+    from tsn_keras.models.backbones import preprocessing_preset
+
+    d, m = config.data, config.model
+    data = replace(
+        d,
+        new_length=d.resolved_new_length(),
+        scales=d.resolved_scales(),
+        normalization=preprocessing_preset(m.backbone) if d.normalization == "auto" else d.normalization,
+    )
+    return replace(config, data=data, model=replace(m, dropout=m.resolved_dropout(d.modality)))
+
+
+def train(config: Config, run_dir=None, *, resume: bool = True, verbose="auto", callbacks=None) -> TrainResult:
+    """Train a TSN as ``config`` says and write its run folder.
+
+    Args:
+        config: a validated recipe (``tsn_keras.config.load_config``).
+        run_dir: the run folder; default ``<train.output_dir>/<name>-<YYYYmmdd-HHMMSS>``. An
+            existing run folder is continued from its last finished epoch.
+        resume: ``False`` refuses to touch a run folder that holds a backup.
+        verbose: Keras' ``fit`` verbosity (``"auto"``, 0, 1 or 2).
+        callbacks: extra Keras callbacks, run after the run folder's own.
+
+    Returns:
+        A :class:`TrainResult`.
+
+    Raises:
+        ConfigError, DataError: before any work, when the recipe or its data are not usable.
+    """
+    config = config_from_dict(config.to_dict())  # validates, and leaves the caller's object alone
+    data = check_data(config)
+    config = resolved(config)
+
+    import keras
+
+    from tsn_keras.distribute import dtype_policy, make_strategy
+
+    strategy = make_strategy(config.train.strategy)  # before any other TensorFlow op (multi-worker)
+    plan = make_plan(config, data.train_videos, strategy.num_replicas_in_sync)
+    if config.train.strategy == "multi_worker" and run_dir is None:
+        raise ConfigError("train.strategy=multi_worker needs an explicit run folder (--run-dir) shared by all workers")
+    run = _prepare_run_dir(config, run_dir, resume)
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(dtype_policy(config.train.mixed_precision))
+    try:
+        return _fit(config, data, plan, strategy, run, verbose, list(callbacks or []))
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+        for handler in list(log.handlers):
+            if getattr(handler, "_tsn_run", False):
+                log.removeHandler(handler)
+                handler.close()
+
+
+def _fit(config: Config, data: DataSummary, plan: Plan, strategy, run: Path, verbose, extra_callbacks) -> TrainResult:
+    import keras
+    import tensorflow as tf
+
+    from tsn_keras import callbacks as cb
+    from tsn_keras.distribute import describe, fit_under_multi_worker, is_chief, task_name
+    from tsn_keras.models.tsn import build_tsn
+    from tsn_keras.optimization import make_optimizer
+
+    chief = is_chief(strategy)
+    out = run if chief else run / "workers" / task_name(strategy)  # non-chief tasks write scratch copies
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(config.to_yaml())
+    (out / "classes.json").write_text(json.dumps(data.classes, indent=1) + "\n")
+    _log_to(out / "train.log")
+    t, d, m = config.train, config.data, config.model
+    log.info("run folder %s (%s)", run, "chief" if chief else task_name(strategy))
+    log.info("strategy: %s", describe(strategy))
+    log.info("%d training videos, %d validation videos, %d classes", data.train_videos, data.val_videos,
+             len(data.classes))
+    log.info("iterations: %d of %d clips = %d replica(s) x %d clips x %d micro-step(s); %d per epoch, %d epochs",
+             t.max_iterations, t.batch_size, plan.replicas, plan.micro_batch_size, plan.iteration_size,
+             plan.iterations_per_epoch, plan.epochs)
+
+    # A resumed run samples other clips than the first epochs did (same recipe seed otherwise).
+    start_epoch = _backed_up_epoch(out / "backup")
+    train_data, val_data = _datasets(config, plan, strategy, seed=t.seed + 1009 * start_epoch)
+    keras.utils.set_random_seed(t.seed)  # the model's initial weights
+    with strategy.scope():
+        model = build_tsn(
+            len(data.classes), modality=d.modality, num_segments=d.num_segments, new_length=d.new_length,
+            backbone=m.backbone, consensus=m.consensus, dropout=m.dropout, partial_bn=m.partial_bn,
+            input_size=d.input_size, weights=m.weights, consensus_k=m.consensus_k, init_from=m.init_from,
+        )
+        model.compile(
+            optimizer=make_optimizer(t, plan.iteration_size),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            jit_compile=t.jit_compile,
+            steps_per_execution=t.steps_per_execution,
+        )
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        fit_under_multi_worker(model, strategy)
+
+    history = cb.HistoryCSV(out / "history.csv")
+    monitor, mode = ("val_accuracy", "max") if val_data is not None else ("loss", "min")
+    log.info("best checkpoint by %s (%s)", monitor, mode)
+    run_callbacks = [
+        cb.StopAtIteration(t.max_iterations),
+        cb.IterationLogger(t.lr, t.lr_steps, t.lr_decay),
+        history,
+        cb.EpochLog(),
+        cb.ResumableCheckpoint(out / "checkpoints" / "best.weights.h5", history, monitor, mode),
+        keras.callbacks.ModelCheckpoint(out / "checkpoints" / "last.weights.h5", save_weights_only=True),
+        cb.TensorBoardScalars(out / "tensorboard"),
+        # After the history, so that an epoch is never backed up without its history row.
+        keras.callbacks.BackupAndRestore(str(out / "backup"), double_checkpoint=True),
+        *extra_callbacks,
+    ]
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        # Keras learns the length of the validation set by running out of it, and says so.
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        model.fit(
+            train_data,
+            epochs=plan.epochs,
+            steps_per_epoch=plan.steps_per_epoch,
+            validation_data=val_data,
+            # Every validate_every epochs, and always the last one (1-based epochs).
+            validation_freq=sorted({*range(t.validate_every, plan.epochs + 1, t.validate_every), plan.epochs}),
+            callbacks=run_callbacks,
+            verbose=verbose,
+            shuffle=False,  # the pipeline shuffles
+        )
+    log.info("trained %d iterations in %.1f s", cb.completed_updates(model), time.perf_counter() - started)
+
+    model_path = out / "model.keras"
+    _save_inference_model(model, model_path)
+    log.info("saved %s", model_path)
+    if not chief:
+        shutil.rmtree(out, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            out.parent.rmdir()  # the last worker out removes workers/
+        model_path = run / "model.keras"
+    return TrainResult(run, model_path, _columns(history.rows))
+
+
+def _datasets(config: Config, plan: Plan, strategy, seed: int):
+    """Per-replica train (repeated) and validation datasets through ``distribute_datasets_from_function``."""
+    from tsn_keras.data.pipeline import dataset_from_config
+
+    d = config.data
+
+    def train_fn(context):
+        return dataset_from_config(d, "train", plan.micro_batch_size, d.normalization, seed=seed,
+                                   input_context=context, repeat=True)
+
+    train_data = strategy.distribute_datasets_from_function(train_fn)
+    if d.val_split is None:
+        return train_data, None
+
+    def val_fn(context):
+        return dataset_from_config(d, "val", plan.micro_batch_size, d.normalization, seed=seed,
+                                   input_context=context)
+
+    return train_data, strategy.distribute_datasets_from_function(val_fn)
+
+
+def _save_inference_model(model, path: Path) -> None:
+    """Save ``model`` without its compile state, so loading it needs no optimiser class."""
+    # clone_model would copy the compile state too; from_config rebuilds the architecture only.
+    clone = type(model).from_config(model.get_config())
+    clone.set_weights(model.get_weights())
+    clone.save(path)
+
+
+def _prepare_run_dir(config: Config, run_dir, resume: bool) -> Path:
+    """The run folder: a new timestamped one, or ``run_dir`` checked for being continuable."""
+    if run_dir is None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        run = Path(config.train.output_dir) / f"{config.name}-{stamp}"
+        suffix = 1
+        while run.exists():
+            run = Path(config.train.output_dir) / f"{config.name}-{stamp}-{suffix}"
+            suffix += 1
+        return run
+    run = Path(run_dir)
+    stored = run / "config.yaml"
+    if stored.is_file():
+        has_backup = (run / "backup").is_dir()
+        if not resume and has_backup:
+            raise ConfigError(f"run folder {run} holds an unfinished run; continue it (resume) or choose a new folder")
+        if not has_backup and (run / "model.keras").is_file():
+            raise ConfigError(f"run folder {run} holds a finished run (model.keras); choose a new folder")
+        _check_resumable(stored, config)
+    return run
+
+
+def _check_resumable(stored: Path, config: Config) -> None:
+    from tsn_keras.config import load_config
+
+    before = _flat(load_config(stored).to_dict())
+    now = _flat(config.to_dict())
+    changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+    fixed = [k for k in changed if any(k == f or k.startswith(f + ".") for f in _FIXED_ON_RESUME)]
+    if fixed:
+        raise ConfigError(
+            f"cannot continue {stored.parent}: {', '.join(f'{k} ({before.get(k)!r} -> {now.get(k)!r})' for k in fixed)} "
+            "changed; these keys must stay as they were, or start a new run folder"
+        )
+    if changed:
+        log.warning("continuing %s with changed settings: %s", stored.parent, ", ".join(changed))
+
+
+def _flat(values: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _backed_up_epoch(backup: Path) -> int:
+    """The epoch BackupAndRestore will continue from (0 for a new run)."""
+    for name in ("training_metadata.json", "training_metadata.json.bkp"):
+        try:
+            return int(json.loads((backup / name).read_text())["epoch"])
+        except (OSError, ValueError, KeyError):
+            continue
+    return 0
+
+
+def _log_to(path: Path) -> None:
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler._tsn_run = True
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+
+def _columns(rows: list[dict]) -> dict[str, list[float]]:
+    columns: dict[str, list[float]] = {}
+    for row in rows:
+        for key in row:
+            columns.setdefault(key, [])
+    for row in rows:
+        for key, values in columns.items():
+            value = row.get(key, "")
+            values.append(float(value) if value not in ("", None) else math.nan)
+    return columns
