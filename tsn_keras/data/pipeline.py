@@ -1,0 +1,383 @@
+"""``make_dataset``: TSN clips from the shards written by ``tsn convert``, as a ``tf.data.Dataset``.
+
+Stages (``docs/DESIGN.md``, "Input pipeline contract"):
+
+1. epoch: one random key per pass over the data (``Dataset.random`` with a seed, new every
+   epoch and every re-iteration), from which the shard order, the example shuffle and every
+   clip's sampling and augmentation seeds derive, so the same seed gives the same batches;
+2. references: shards in a (per epoch shuffled) order, interleaved; for the indexed reader a
+   video is a small reference (shard, record, label, frame count); the streamed reader parses
+   each record here and keeps only the sampled JPEG strings;
+3. clip: sample frame indices, fetch those JPEG byte ranges (indexed reader: one
+   ``tf.numpy_function`` per clip over a memory-mapped shard), decode, crop, flip and normalise
+   in the graph (``clips.ClipSpec``);
+4. errors: a clip that cannot be read raises an error naming the shard and video, or is skipped
+   and counted (``skip_corrupt``);
+5. batch and prefetch.
+
+Every clip's randomness is a function of (epoch key, shard, record), not of the reading order,
+so both readers give identical tensors and parallel reading does not change the result.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from tsn_keras.config import DEFAULT_NEW_LENGTH, DEFAULT_SCALES
+from tsn_keras.data import failures, reader
+from tsn_keras.data.augment import NORMALIZATIONS, normalize
+from tsn_keras.data.clips import ClipSpec
+from tsn_keras.data.failures import CorruptCounter
+from tsn_keras.data.records import MODALITY_KEYS, parse_video
+from tsn_keras.errors import ConfigError
+
+__all__ = ["READ_MODES", "CorruptCounter", "count_videos", "dataset_from_config", "make_dataset", "normalize",
+           "test_views"]
+
+READ_MODES = ("auto", "index", "stream")
+AUTOTUNE = tf.data.AUTOTUNE
+_MAX_CYCLE = 8  # shards read at once: enough to mix classes across shards in a small shuffle buffer
+
+
+def make_dataset(source, *, split=None, modality="rgb", mode="train", num_segments=3, new_length=None,
+                 batch_size=8, input_size=224, seed=None, num_snippets=25, num_crops=1, scales=None,
+                 max_distort=1, more_fix_crop=True, flip=True, normalization="caffe_bgr", shuffle_buffer=64,
+                 repeat=False, drop_remainder=None, input_context=None, skip_corrupt=False, return_ids=False,
+                 read_mode="auto") -> tf.data.Dataset:
+    """Batches of TSN clips from converted shards.
+
+    Args:
+        source: a conversion folder (with ``split``), a shard path or a list of shard paths.
+        split: the split of a conversion folder (``"train"``, ``"val"``, ``"test"``).
+        modality: ``rgb``, ``rgb_diff``, ``flow`` or ``warped_flow``.
+        mode: ``train`` (random segment sampling, multi-scale crop, flip, shuffling), ``val``
+            (segment centres, centre crop) or ``test`` (``num_snippets`` snippets x ``num_crops``).
+        num_segments: K (train/val).
+        new_length: L; ``None`` is the modality's default (1 for rgb, 5 otherwise).
+        batch_size: clips per batch (per replica when ``input_context`` is given).
+        input_size: side of the square network input.
+        seed: same seed, same batches; each epoch (or re-iteration) differs. ``None``: random.
+        num_snippets, num_crops: the test protocol (T = 25; 1, 3 or 10 crops).
+        scales, max_distort, more_fix_crop, flip: training augmentation; ``scales=None`` is the
+            modality's default.
+        normalization: ``caffe_bgr``, ``keras_caffe``, ``keras_tf``, ``keras_torch`` or ``raw``.
+        shuffle_buffer: examples in the shuffle buffer (train), after the shard-order shuffle.
+        repeat: repeat forever, a new epoch key each pass.
+        drop_remainder: ``None`` drops the last partial batch in train mode only.
+        input_context: a ``tf.distribute.InputContext``: this pipeline reads its own shards (or
+            its own videos when there are fewer shards than pipelines).
+        skip_corrupt: ``False`` raises on a corrupt record or JPEG, naming shard and video;
+            ``True`` (or a ``CorruptCounter``) skips such clips, counts them and logs a warning.
+        return_ids: append the ``video_id`` string to each element.
+        read_mode: ``auto`` (the byte index when every shard is local and has one, else
+            ``stream``), ``index`` or ``stream``.
+
+    Returns:
+        A dataset of ``(x, label)`` (or ``(x, label, video_id)``): ``x`` float32
+        ``(B, K, S, S, C)`` in train/val, ``(B, num_crops * T, S, S, C)`` crop-major in test;
+        ``label`` int32 ``(B,)``. Its ``corrupt_counter`` attribute is the ``CorruptCounter``
+        (``None`` unless skipping).
+
+    Example:
+        >>> ds = make_dataset("data/ucf101", split="train", modality="flow", seed=0)  # doctest: +SKIP
+        >>> x, y = next(iter(ds))  # doctest: +SKIP  x: (8, 3, 224, 224, 10)
+    """
+    spec = _clip_spec(modality, mode, num_segments, new_length, input_size, num_snippets, num_crops, scales,
+                      max_distort, more_fix_crop, flip, normalization)
+    for name, value in (("batch_size", batch_size), ("shuffle_buffer", shuffle_buffer)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+    if read_mode not in READ_MODES:
+        raise ConfigError(f"read_mode must be one of {', '.join(READ_MODES)}; got {read_mode!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ConfigError(f"seed must be an integer or None, got {seed!r}")
+    if isinstance(skip_corrupt, bool):
+        counter = CorruptCounter() if skip_corrupt else None
+    elif isinstance(skip_corrupt, CorruptCounter):
+        counter = skip_corrupt
+    else:
+        raise ConfigError(f"skip_corrupt must be true, false or a CorruptCounter, got {skip_corrupt!r}")
+    paths, manifest = reader.resolve_shards(source, split)
+    if manifest is not None and manifest.get("stored_keys"):
+        missing = [k for k in spec.keys if k not in manifest["stored_keys"]]
+        if missing:
+            raise ConfigError(f"modality {modality!r} needs {missing[0]!r} frames, but {source} stores only "
+                              f"{', '.join(manifest['stored_keys'])}")
+    indexed = all(reader.has_local_index(p) for p in paths)
+    if read_mode == "index" and not indexed:
+        bad = next(p for p in paths if not reader.has_local_index(p))
+        raise ConfigError(f"read_mode 'index' needs local shards with a byte index; {bad} has none "
+                          "(use read_mode 'auto' or 'stream')")
+    use_index = read_mode == "index" or (read_mode == "auto" and indexed)
+
+    shard_ids, element_split = _distribute(len(paths), input_context)
+    plan = _Plan(spec, paths, shard_ids, element_split, seed, shuffle_buffer if mode == "train" else 0)
+    if use_index:
+        clips = plan.indexed(reader.IndexedShards(paths, spec.keys), repeat)
+    else:
+        expected = reader.expected_records(paths, manifest, split)
+        clips = plan.streamed(None if min(expected) < 0 else expected, repeat)
+
+    clips = failures.report_failures(clips, counter)
+    clips = clips.map(lambda e: (e["x"], e["label"], e["video_id"]) if return_ids else (e["x"], e["label"]))
+    drop = (mode == "train") if drop_remainder is None else bool(drop_remainder)
+    dataset = clips.batch(batch_size, drop_remainder=drop).prefetch(AUTOTUNE)
+    dataset.corrupt_counter = counter
+    return dataset
+
+
+def _clip_spec(modality, mode, num_segments, new_length, input_size, num_snippets, num_crops, scales,
+               max_distort, more_fix_crop, flip, normalization) -> ClipSpec:
+    if modality not in MODALITY_KEYS:
+        raise ConfigError(f"modality must be one of {', '.join(MODALITY_KEYS)}; got {modality!r}")
+    if normalization not in NORMALIZATIONS:
+        raise ConfigError(f"normalization must be one of {', '.join(NORMALIZATIONS)}; got {normalization!r} "
+                          "('auto' is resolved from the backbone: models.backbones.preprocessing_preset)")
+    return ClipSpec(
+        modality=modality, mode=mode, num_segments=num_snippets if mode == "test" else num_segments,
+        new_length=DEFAULT_NEW_LENGTH[modality] if new_length is None else new_length, input_size=input_size,
+        scales=tuple(DEFAULT_SCALES[modality] if scales is None else scales), max_distort=max_distort,
+        more_fix_crop=more_fix_crop, flip=flip, normalization=normalization,
+        num_crops=num_crops if mode == "test" else 1,
+    )
+
+
+def _distribute(num_shards: int, input_context) -> tuple[list[int], tuple[int, int] | None]:
+    """This pipeline's shards, and ``(pipelines, id)`` when videos must be split instead."""
+    if input_context is None or input_context.num_input_pipelines <= 1:
+        return list(range(num_shards)), None
+    pipelines, pipeline_id = input_context.num_input_pipelines, input_context.input_pipeline_id
+    if num_shards >= pipelines:
+        return list(range(pipeline_id, num_shards, pipelines)), None
+    return list(range(num_shards)), (pipelines, pipeline_id)
+
+
+def _element_seed(key, shard_id, record) -> tf.Tensor:
+    """The stateless seed of one clip: a function of the epoch key, the shard and the record."""
+    base = tf.stack([tf.cast(key, tf.int64), tf.cast(shard_id, tf.int64)])
+    return tf.random.experimental.stateless_fold_in(base, tf.cast(record, tf.int64))
+
+
+class _Plan:
+    """The dataset graph of one ``make_dataset`` call, for either reader."""
+
+    def __init__(self, spec: ClipSpec, paths, shard_ids, element_split, seed, shuffle_buffer):
+        self.spec, self.paths, self.shard_ids = spec, paths, shard_ids
+        self.element_split, self.seed, self.shuffle_buffer = element_split, seed, shuffle_buffer
+        # Ordered output when results must be reproducible; otherwise let fast clips overtake.
+        self.deterministic = seed is not None or spec.mode != "train"
+        self.path_table = tf.constant(paths)
+        self.cycle = min(len(shard_ids), _MAX_CYCLE)
+
+    # --- epochs and shard order ----------------------------------------------------------
+
+    def _epochs(self, repeat: bool, epoch_fn) -> tf.data.Dataset:
+        keys = tf.data.Dataset.random(seed=self.seed, rerandomize_each_iteration=True)
+        return (keys if repeat else keys.take(1)).flat_map(epoch_fn)
+
+    def _shard_order(self, key) -> tf.Tensor:
+        ids = tf.constant(self.shard_ids, tf.int64)
+        if self.spec.mode != "train":
+            return ids
+        return tf.random.experimental.stateless_shuffle(ids, seed=tf.stack([key, tf.constant(1, tf.int64)]))
+
+    def _shuffle(self, ds, key):
+        return ds.shuffle(self.shuffle_buffer, seed=key) if self.shuffle_buffer else ds
+
+    def _mine(self, shard_id, record) -> tf.Tensor:
+        if self.element_split is None:
+            return tf.constant(True)
+        pipelines, pipeline_id = self.element_split
+        return tf.equal((tf.cast(shard_id, tf.int64) + record) % pipelines, pipeline_id)
+
+    # --- the two readers -------------------------------------------------------------------
+
+    def indexed(self, shards: reader.IndexedShards, repeat: bool) -> tf.data.Dataset:
+        spec, videos = self.spec, shards.videos
+        keep = np.isin(videos["shard_id"], self.shard_ids)
+        if self.element_split is not None:
+            pipelines, pipeline_id = self.element_split
+            keep &= (videos["shard_id"] + videos["record"]) % pipelines == pipeline_id
+        videos = {name: column[keep] for name, column in videos.items()}
+        starts = np.searchsorted(videos["shard_id"], np.arange(len(self.paths)))
+        ends = np.searchsorted(videos["shard_id"], np.arange(len(self.paths)), side="right")
+        table = {name: tf.constant(column) for name, column in videos.items()}
+        bounds = tf.constant(np.stack([starts, ends], 1).astype(np.int64))
+
+        def refs(key, shard_id):
+            rows = tf.data.Dataset.range(bounds[shard_id][0], bounds[shard_id][1])
+            return rows.map(lambda row: {"key": key, **{name: column[row] for name, column in table.items()}})
+
+        def epoch(key):
+            order = tf.data.Dataset.from_tensor_slices(self._shard_order(key))
+            videos = order.interleave(lambda s: refs(key, s), cycle_length=self.cycle, block_length=1)
+            return self._shuffle(videos, key)
+
+        def load(e):
+            seed = _element_seed(e["key"], e["shard_id"], e["record"])
+            frames = spec.frame_indices(e["count"], tf.random.experimental.stateless_fold_in(seed, 0))
+            jpegs = reader.GATE.call(shards.fetch, [e["shard_id"], e["record"], frames], tf.string,
+                                     lambda: tf.fill([len(spec.keys), spec.frames_per_clip], ""))
+            return self._clip(e, spec.views(jpegs, seed), True)
+
+        return failures.map_keeping_failures(self._epochs(repeat, epoch), load, self._empty_clip,
+                                             self._unreadable_clips, self.deterministic)
+
+    def streamed(self, expected: list[int] | None, repeat: bool) -> tf.data.Dataset:
+        spec, keys = self.spec, self.spec.keys
+        expected_table = tf.constant(expected if expected is not None else [-1] * len(self.paths), tf.int64)
+
+        def shard_records(key, shard_id):
+            stream = reader.stream_records(self.path_table[shard_id],
+                                           None if expected is None else expected_table[shard_id])
+            # Only one pipeline reports a shard's unreadable tail.
+            stream = stream.filter(
+                lambda e: tf.where(e["end"], self._mine(shard_id, 0), self._mine(shard_id, e["record"])))
+            return stream.map(lambda e: {"key": key, "shard_id": shard_id, **e})
+
+        def parse(e):
+            context, sequences = parse_video(e["serialized"], keys)
+            count = tf.shape(sequences[keys[0]])[0]
+            seed = _element_seed(e["key"], e["shard_id"], e["record"])
+            frames = spec.frame_indices(count, tf.random.experimental.stateless_fold_in(seed, 0))
+            jpegs = tf.stack([tf.gather(sequences[k], frames) for k in keys])
+            return self._parsed(e, tf.cast(context["label"], tf.int32), context["video_id"], jpegs, True, 0, "")
+
+        def parse_or_report_loss(e):
+            return tf.cond(e["end"], lambda: self._lost_tail(e, expected_table), lambda: parse(e))
+
+        def no_record(e):
+            return self._parsed(e, tf.constant(-1, tf.int32), tf.constant(""),
+                                tf.fill([len(keys), spec.frames_per_clip], ""), False, 0, "")
+
+        def unparsable(chunk, positions):
+            shards = tf.gather(self.path_table, tf.gather(chunk["shard_id"], positions))
+            records = tf.strings.as_string(tf.gather(chunk["record"], positions))
+            return tf.strings.join(["corrupt data in shard ", shards, ": record ", records, " does not parse"])
+
+        def epoch(key):
+            order = tf.data.Dataset.from_tensor_slices(self._shard_order(key))
+            records = order.interleave(lambda s: shard_records(key, s), cycle_length=self.cycle, block_length=1,
+                                       num_parallel_calls=AUTOTUNE, deterministic=self.deterministic)
+            parsed = failures.map_keeping_failures(records, parse_or_report_loss, no_record, unparsable,
+                                                   self.deterministic)
+            # Keep only clips and reports of lost ones: the same sequence as the indexed reader's
+            # references, so that the shuffle (and everything after it) matches.
+            return self._shuffle(parsed.filter(lambda e: tf.logical_or(e["ok"], e["lost"] > 0)), key)
+
+        def load(e):
+            seed = _element_seed(e["key"], e["shard_id"], e["record"])
+            x = tf.cond(e["ok"], lambda: spec.views(e["jpegs"], seed), lambda: tf.zeros(spec.output_shape))
+            return self._clip(e, x, e["ok"], e["lost"], e["what"])
+
+        return failures.map_keeping_failures(self._epochs(repeat, epoch), load, self._empty_clip,
+                                             self._unreadable_clips, self.deterministic)
+
+    # --- element structures --------------------------------------------------------------
+
+    def _parsed(self, e, label, video_id, jpegs, ok, lost, what) -> dict:
+        return {"key": e["key"], "shard_id": e["shard_id"], "record": e["record"], "label": label,
+                "video_id": video_id, "jpegs": jpegs, "ok": tf.convert_to_tensor(ok),
+                "lost": tf.cast(lost, tf.int64), "what": tf.convert_to_tensor(what, tf.string)}
+
+    def _lost_tail(self, e, expected_table) -> dict:
+        expected = expected_table[e["shard_id"]]
+        what = tf.strings.join([
+            "corrupt data in shard ", self.path_table[e["shard_id"]], ": records ", tf.strings.as_string(e["read"]),
+            " to ", tf.strings.as_string(expected - 1), " of ", tf.strings.as_string(expected),
+            " are unreadable (corrupt or truncated record)"])
+        return self._parsed(e, tf.constant(-1, tf.int32), tf.constant(""),
+                            tf.fill([len(self.spec.keys), self.spec.frames_per_clip], ""), False,
+                            expected - e["read"], what)
+
+    def _clip(self, e, x, ok, lost=0, what="") -> dict:
+        """A clip (``ok``) or a marker that carries ``lost`` unreadable clips described by ``what``."""
+        return {"x": tf.ensure_shape(x, self.spec.output_shape), "label": e["label"], "video_id": e["video_id"],
+                "ok": tf.convert_to_tensor(ok), "lost": tf.cast(lost, tf.int64),
+                "what": tf.convert_to_tensor(what, tf.string)}
+
+    def _empty_clip(self, e) -> dict:
+        return self._clip(e, tf.zeros(self.spec.output_shape), False)
+
+    def _unreadable_clips(self, chunk, positions) -> tf.Tensor:
+        shards = tf.gather(self.path_table, tf.gather(chunk["shard_id"], positions))
+        videos = tf.gather(chunk["video_id"], positions)
+        records = tf.strings.as_string(tf.gather(chunk["record"], positions))
+        return tf.strings.join(["corrupt data in shard ", shards, ": video ", videos, " (record ", records,
+                                ") cannot be read or decoded (corrupt record or JPEG)"])
+
+
+# --- config and test-time entry points ------------------------------------------------------
+
+def dataset_from_config(data_cfg, mode: str, batch_size: int, normalization: str, *, seed=None,
+                        input_context=None, num_snippets: int = 25, num_crops: int = 1, repeat: bool = False,
+                        return_ids: bool = False) -> tf.data.Dataset:
+    """``make_dataset`` for a recipe's ``data`` section (``config.DataConfig``).
+
+    ``mode`` picks the split: ``train`` -> ``data.train_split``, ``val`` -> ``data.val_split``,
+    ``test`` -> ``data.test_split``. ``normalization`` is a resolved preset (not ``"auto"``).
+    """
+    splits = {"train": data_cfg.train_split, "val": data_cfg.val_split, "test": data_cfg.test_split}
+    if mode not in splits:
+        raise ConfigError(f"mode must be one of train, val, test; got {mode!r}")
+    if splits[mode] is None:
+        raise ConfigError(f"data.{mode}_split is null: this recipe has no {mode} split")
+    if not data_cfg.root:
+        raise ConfigError("data.root is empty: set it to the folder written by `tsn convert`")
+    return make_dataset(
+        data_cfg.root, split=splits[mode], modality=data_cfg.modality, mode=mode,
+        num_segments=data_cfg.num_segments, new_length=data_cfg.resolved_new_length(), batch_size=batch_size,
+        input_size=data_cfg.input_size, seed=seed, num_snippets=num_snippets, num_crops=num_crops,
+        scales=data_cfg.resolved_scales(), max_distort=data_cfg.max_distort, more_fix_crop=data_cfg.more_fix_crop,
+        flip=data_cfg.flip, normalization=normalization, shuffle_buffer=data_cfg.shuffle_buffer, repeat=repeat,
+        input_context=input_context, skip_corrupt=data_cfg.skip_corrupt, return_ids=return_ids,
+    )
+
+
+def count_videos(source, split=None) -> int:
+    """Videos in a split of a conversion folder, or in a list of shard files."""
+    paths, manifest = reader.resolve_shards(source, split)
+    if manifest is not None:
+        return int(manifest["splits"][split]["videos"])
+    counts = reader.expected_records(paths, None, None)
+    return sum(n if n >= 0 else int(tf.data.TFRecordDataset(p).reduce(0, lambda c, _: c + 1))
+               for p, n in zip(paths, counts))
+
+
+def test_views(frames, num_frames, modality, new_length, num_snippets, num_crops, input_size,
+               normalization) -> tf.Tensor:
+    """The test-time views of one video from all its JPEG frames (graph code; used by the export).
+
+    Samples ``num_snippets`` snippets at the segment centres, decodes only their frames, cuts
+    ``num_crops`` crops and normalises, exactly as ``make_dataset(mode="test")``.
+
+    Args:
+        frames: the video's JPEG strings: a 1-D string tensor for ``rgb``/``rgb_diff``; for flow
+            the x and y components as a pair ``(flow_x, flow_y)`` (or a mapping by stored key).
+        num_frames: frames to sample from (flow: fields); ``None`` for the length of ``frames``.
+        modality, new_length, num_snippets, num_crops, input_size, normalization: as ``make_dataset``.
+
+    Returns:
+        float32 ``[num_crops * num_snippets, S, S, C]``, crop-major.
+    """
+    spec = _clip_spec(modality, "test", 1, new_length, input_size, num_snippets, num_crops, None, 1, True, True,
+                      normalization)
+    if isinstance(frames, dict):
+        missing = [k for k in spec.keys if k not in frames]
+        if missing:
+            raise ConfigError(f"modality {modality!r} needs frames {', '.join(spec.keys)}; "
+                              f"{missing[0]!r} is missing")
+        per_key = [frames[k] for k in spec.keys]
+    elif len(spec.keys) == 1:
+        per_key = [frames]
+    else:
+        per_key = list(frames)
+    if len(per_key) != len(spec.keys):
+        raise ConfigError(f"modality {modality!r} needs {len(spec.keys)} frame lists ({', '.join(spec.keys)}), "
+                          f"got {len(per_key)}")
+    per_key = [tf.convert_to_tensor(f, tf.string) for f in per_key]
+    if num_frames is None:
+        num_frames = tf.shape(per_key[0])[0]
+    indices = spec.frame_indices(num_frames)
+    return spec.views(tf.stack([tf.gather(f, indices) for f in per_key]))
