@@ -17,11 +17,10 @@ def tiny_config(root, name="tiny", **sections):
         "name": name,
         "data": {"root": str(root), "input_size": 32, "shuffle_buffer": 16},
         "model": {"backbone": "tiny", "partial_bn": False, "dropout": 0.5},
-        # seed 1, not 0: the pipeline cannot yet build a shuffled dataset while TensorFlow's global
-        # seed is 0 (its tensor shuffle seed meets random_seed.get_seed's (0, 0) check), and a
-        # train() with seed 0 leaves the global seed at 0 for the next run in the process.
+        # seed 0, as in the recipes: train() leaves TensorFlow's global seed at 0 for the next run
+        # in the process, which the pipeline's seeded shuffle must survive.
         "train": {"batch_size": 8, "lr": 0.05, "lr_steps": [16], "max_iterations": 5, "clip_norm": 40.0,
-                  "strategy": "default", "seed": 1},
+                  "strategy": "default", "seed": 0},
     }
     for section, entries in sections.items():
         values.setdefault(section, {}).update(entries)

@@ -92,7 +92,7 @@ def run_demo(run_dir: str | Path | None = None, *, quick: bool = False, workers:
         say(f"{step}/6 training and evaluating the {stream.upper() if stream == 'rgb' else stream} TSN")
         overrides = [f"data.root={shards}", f"train.output_dir={run}", f"train.seed={seed}"]
         config = load_config(f"demo_{stream}", overrides + (QUICK_OVERRIDES if quick else []))
-        result = train(config, run_dir=run / stream, verbose=1 if verbose else 0)
+        result = train(config, run_dir=run / stream, verbose="auto" if verbose else 0)
         artifacts[f"{stream} run"] = result.run_dir
         out = run / "eval" / stream
         metrics[stream] = evaluate(result.run_dir, shards, config.data.test_split,

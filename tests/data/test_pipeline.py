@@ -152,6 +152,21 @@ def test_same_seed_same_batches_epochs_differ(tiny_shards):
     assert collect(build(None))[2] != collect(build(None))[2]
 
 
+def test_seeded_shuffle_works_when_the_global_seed_is_zero(tiny_shards):
+    # keras.utils.set_random_seed(0) (what train(seed=0) does) sets TensorFlow's global seed to 0,
+    # where Dataset.shuffle(seed=<tensor>) fails in its seed resolution.
+    import keras
+
+    keras.utils.set_random_seed(0)
+    try:
+        for read_mode in ("index", "stream"):
+            ids = collect(pipeline.make_dataset(tiny_shards, split="train", modality="rgb", batch_size=4,
+                                                input_size=INPUT, seed=0, read_mode=read_mode, return_ids=True))[2]
+            assert sorted(ids) == sorted(set(ids)) and len(ids) == 16
+    finally:
+        tf.random.set_seed(None)
+
+
 # --- which frames, which crops, which flips -------------------------------------------------
 
 @pytest.mark.parametrize("read_mode", ["index", "stream"])

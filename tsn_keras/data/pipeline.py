@@ -183,7 +183,22 @@ class _Plan:
         return tf.random.experimental.stateless_shuffle(ids, seed=tf.stack([key, tf.constant(1, tf.int64)]))
 
     def _shuffle(self, ds, key):
-        return ds.shuffle(self.shuffle_buffer, seed=key) if self.shuffle_buffer else ds
+        """Shuffle examples within blocks of ``shuffle_buffer``, keyed by the epoch.
+
+        A stateless permutation per block rather than ``Dataset.shuffle(seed=key)``: with a
+        tensor seed, ``Dataset.shuffle`` fails whenever TensorFlow's global seed is 0 (its seed
+        resolution compares ``(0, tensor) == (0, 0)`` in Python), and ``keras.utils.set_random_seed(0)``
+        sets exactly that.
+        """
+        if not self.shuffle_buffer:
+            return ds
+
+        def permute(block_id, block):
+            size = tf.shape(tf.nest.flatten(block)[0])[0]
+            order = tf.random.experimental.stateless_shuffle(tf.range(size), seed=tf.stack([key, block_id]))
+            return tf.nest.map_structure(lambda column: tf.gather(column, order), block)
+
+        return ds.batch(self.shuffle_buffer).enumerate().map(permute).unbatch()
 
     def _mine(self, shard_id, record) -> tf.Tensor:
         if self.element_split is None:
