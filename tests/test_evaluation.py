@@ -217,7 +217,7 @@ def test_scorer_averages_snippet_logits_for_every_reducing_consensus():
     scored = np.asarray(video_scorer(maximum, 3, 4)(views))
     np.testing.assert_allclose(scored, expected, atol=1e-5)
     # ... and not the max the model was trained with (the original test script averaged too).
-    assert np.abs(scored - np.asarray(maximum(views))).max() > 0.1
+    assert np.abs(scored - np.asarray(maximum(views))).max() > 1e-3  # 100x the tolerance above
 
 
 def test_scorer_runs_feature_heads_per_crop():

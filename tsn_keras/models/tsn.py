@@ -257,4 +257,4 @@ def snippet_model(model: keras.Model) -> keras.Model:
         )
     logits = model.get_layer(FC_LAYER).output
     logits = keras.layers.Activation("linear", dtype="float32", name="snippet_logits")(logits)
-    return keras.Model(model.inputs, logits, name=f"{model.name}_snippets")
+    return keras.Model(model.inputs[0], logits, name=f"{model.name}_snippets")
