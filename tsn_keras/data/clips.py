@@ -128,10 +128,13 @@ class ClipSpec:
             flip = sampling.uniform_ints([], 2, flip_seed) > 0 if self.flip else False
         else:
             window, flip = augment.centre_crop_window(width, height, self.input_size), False
-        frames = {key: self._resize(self._decode(jpegs[i], self._key_channels(key), window), self.input_size,
-                                    self.input_size)
-                  for i, key in enumerate(self.keys)}
-        return tf.ensure_shape(self._assemble(self._orient(frames, flip)), self.output_shape)
+        # Mirror and colour order on the decoded uint8 crops, before the resize: both commute
+        # with bilinear resizing (and so does the flow's 255 - x), and the crops are 4x smaller
+        # than the float frames the resize makes.
+        crops = self._orient({key: self._decode(jpegs[i], self._key_channels(key), window)
+                              for i, key in enumerate(self.keys)}, flip)
+        frames = {key: self._resize(value, self.input_size, self.input_size) for key, value in crops.items()}
+        return tf.ensure_shape(self._assemble(frames), self.output_shape)
 
     # --- helpers -----------------------------------------------------------------------
 
