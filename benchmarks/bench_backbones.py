@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
+
+from benchmarks._timing import interleaved_steps
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -59,18 +59,10 @@ def main(argv: list[str] | None = None) -> dict:
     x = rng.normal(size=(args.batch, segments, args.size, args.size, 3)).astype(np.float32)
     y = rng.integers(0, classes, size=args.batch)
     models = {name: _model(name, args.size, classes) for name in tqdm(names, desc="building", unit="model")}
-    for model in models.values():  # trace and warm up
-        model.train_on_batch(x, y)
-        model.train_on_batch(x, y)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for _ in tqdm(range(steps), desc="timed steps", unit="round"):
-        for name, model in models.items():
-            start = time.perf_counter()
-            model.train_on_batch(x, y)
-            times[name].append(time.perf_counter() - start)
+    _, step = interleaved_steps(models, x, y, steps)
 
     frames = args.batch * segments
-    fps = {name: frames / statistics.median(values) for name, values in times.items()}
+    fps = {name: frames / seconds for name, seconds in step.items()}
     params = {name: int(sum(np.prod(w.shape) for w in model.trainable_weights)) for name, model in models.items()}
     reference = fps.get("bn_inception")
     print(f"TSN training, {args.batch} clips x {segments} segments at {args.size} px, median of {steps} steps, "

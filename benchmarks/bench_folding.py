@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
+
+from benchmarks._timing import interleaved_steps
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -61,7 +61,6 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     import numpy as np
-    from tqdm import tqdm
 
     steps = args.steps or (3 if args.quick else 10)
     classes = 101
@@ -71,20 +70,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     kinds = ("folded", "stock", "stock_static")
     models = {kind: _model(kind, args.backbone, args.size, 3, args.segments, classes, args.partial_bn) for kind in kinds}
-    first_step: dict[str, float] = {}
-    for kind, model in models.items():  # the first step traces the graph: its size shows here
-        start = time.perf_counter()
-        model.train_on_batch(x, y)
-        first_step[kind] = time.perf_counter() - start
-        model.train_on_batch(x, y)
-    times: dict[str, list[float]] = {kind: [] for kind in kinds}
-    for _ in tqdm(range(steps), desc="timed steps", unit="round"):
-        for kind, model in models.items():
-            start = time.perf_counter()
-            model.train_on_batch(x, y)
-            times[kind].append(time.perf_counter() - start)
+    first_step, step = interleaved_steps(models, x, y, steps)
 
-    step = {kind: statistics.median(values) for kind, values in times.items()}
     results = {
         "backbone": args.backbone,
         "input": [args.batch, args.segments, args.size, args.size, 3],

@@ -10,7 +10,7 @@ One command does everything, and every number in ``docs/RESULTS.md`` is printed 
 2. trains each experiment with the ``ucf101subset_*`` recipes and ``--set``-style overrides;
 3. tests each model on the test split with the 25-snippet protocol (10 crops for the modality
    rows, 1 crop for the ablations) and fuses the streams;
-4. runs the benchmarks (input pipeline, conversion, folding, backbones);
+4. runs the benchmarks (input pipeline, conversion, folding, backbones) and ``tsn demo``;
 5. writes the tables, the plots (``docs/results/``) and the comparison with the paper.
 
 Finished steps are kept under ``--work`` (git-ignored ``results/``) and reused when the script
@@ -197,6 +197,20 @@ def run_benchmarks(work: Path, quick: bool) -> dict:
     return _json(record, out)
 
 
+def run_demo_step(work: Path, quick: bool) -> dict:
+    """``tsn demo`` (the README's first command, after installation), timed."""
+    from tsn_keras.demo import run_demo
+
+    record = work / "demo.json"
+    if record.is_file():
+        return _json(record)
+    _log("tsn demo")
+    if (work / "demo").exists():
+        shutil.rmtree(work / "demo")
+    result = run_demo(work / "demo", quick=quick, verbose=False)
+    return _json(record, {"accuracy": result.accuracy, "seconds": result.seconds, "quick": quick})
+
+
 # --- the document ---------------------------------------------------------------------------------
 
 def _pct(value) -> str:
@@ -228,7 +242,7 @@ def _compare(a: float, b: float, better: str, worse: str, same: str, margin: flo
 
 
 def _plots(work: Path, out_dir: Path, runs: dict, fused: dict) -> dict[str, str]:
-    from tsn_keras.plots import _figure, _save, plot_confusion, plot_history
+    from tsn_keras.plots import _figure, _save, plot_confusion, plot_history, plot_sampling, video_file_frames
 
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.glob("*"):
@@ -241,6 +255,12 @@ def _plots(work: Path, out_dir: Path, runs: dict, fused: dict) -> dict[str, str]
     written = plot_confusion(fused["rgb+flow"]["metrics"], work / "plots" / "fused", formats=("png",))
     shutil.copy(written[0], out_dir / "confusion_rgb_flow.png")
     paths["confusion"] = "results/confusion_rgb_flow.png"
+    clip = SHARED_DATA / "UCF-101" / "Archery" / "v_Archery_g01_c01.avi"
+    read, count = video_file_frames(clip)
+    written = plot_sampling(read, work / "plots" / "sampling", num_frames=count, num_segments=3,
+                            title=f"TSN sampling of {clip.name} ({count} frames)", formats=("png",))
+    shutil.copy(written[0], out_dir / "sampling.png")
+    paths["sampling"] = "results/sampling.png"
 
     groups = [
         ("modalities (10 crops)", [(runs[n]["title"], runs[n]["evaluations"]["10"]["top1"]) for n in
@@ -274,7 +294,7 @@ def _plots(work: Path, out_dir: Path, runs: dict, fused: dict) -> dict[str, str]
 
 
 def write_document(path: Path, work: Path, data: dict, runs: dict, fused: dict, benchmarks: dict | None,
-                   quick: bool) -> None:
+                   demo: dict | None, quick: bool) -> None:
     import tensorflow as tf
 
     plots = _plots(work, path.parent / "results", runs, fused)
@@ -410,10 +430,45 @@ def write_document(path: Path, work: Path, data: dict, runs: dict, fused: dict, 
         "",
         f"![ablations]({plots['ablations']})",
         "",
+        "## What TSN samples",
+        "",
+        "A training draw (one random snippet in each of K = 3 equal segments) and the 25 evenly spaced test "
+        "snippets, on a real clip (`tsn plot` draws this for any video):",
+        "",
+        f"![TSN sampling]({plots['sampling']})",
+        "",
     ]
+    if demo:
+        lines += _demo_section(demo)
     if benchmarks:
         lines += _benchmark_section(benchmarks)
     path.write_text("\n".join(lines) + "\n")
+
+
+def _demo_section(demo: dict) -> list[str]:
+    from tsn_keras.synthetic import CLASSES
+
+    acc = demo["accuracy"]
+    appearance = ", ".join(c.name for c in CLASSES if c.cue == "appearance")
+    motion = ", ".join(c.name for c in CLASSES if c.cue == "motion")
+    return [
+        "## The built-in demo (`make demo` / `tsn demo`)",
+        "",
+        f"The synthetic dataset of `tsn_keras/synthetic.py`: classes told apart only by colour ({appearance}) "
+        f"and only by motion ({motion}); 192 training, 48 validation and 80 test videos of 96x96 pixels. "
+        "RGB and flow TSNs (`tiny` backbone at 64 px, recipes `demo_rgb` / `demo_flow`), 25 snippets x 10 crops, "
+        "fusion RGB 1 : flow 1.5."
+        + (" **QUICK: not a result.**" if demo["quick"] else ""),
+        "",
+        "| stream | accuracy | appearance classes | motion classes |",
+        "|---|---|---|---|",
+        *[f"| {stream} | {_pct(a['all'])} | {_pct(a['appearance'])} | {_pct(a['motion'])} |" for stream, a in acc.items()],
+        "",
+        f"The whole demo (generation, conversion, two trainings, evaluation, fusion, export, plots) took "
+        f"{_minutes(demo['seconds']['total'])} on this machine "
+        f"({', '.join(f'{k} {v:.0f} s' for k, v in demo['seconds'].items() if k != 'total')}).",
+        "",
+    ]
 
 
 def _benchmark_section(b: dict) -> list[str]:
@@ -472,7 +527,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "RESULTS.md", help="the document to write")
     parser.add_argument("--quick", action="store_true", help="6 iterations and 5 snippets: a smoke run, not a result")
     parser.add_argument("--fresh", action="store_true", help="discard finished steps in --work and start over")
-    parser.add_argument("--skip-benchmarks", action="store_true", help="leave the benchmark section out")
+    parser.add_argument("--skip-benchmarks", action="store_true", help="leave the benchmarks and the demo out")
     parser.add_argument("--workers", type=int, default=2, help="conversion workers (default 2)")
     args = parser.parse_args(argv)
 
@@ -486,7 +541,8 @@ def main(argv: list[str] | None = None) -> None:
     runs = {exp.name: run_experiment(exp, args.work, data["root"], args.quick) for exp in EXPERIMENTS}
     fused = fuse_streams(args.work, runs)
     benchmarks = None if args.skip_benchmarks else run_benchmarks(args.work, args.quick)
-    write_document(args.out, args.work, data, runs, fused, benchmarks, args.quick)
+    demo = None if args.skip_benchmarks else run_demo_step(args.work, args.quick)
+    write_document(args.out, args.work, data, runs, fused, benchmarks, demo, args.quick)
     _log(f"wrote {args.out} in {_minutes(time.perf_counter() - start)}")
 
 

@@ -12,6 +12,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("TSN_SHARED_DATA", REPO.parent / "shared" / "data"))
+REFERENCE = Path(os.environ.get("TSN_SHARED_REFERENCE", REPO.parent / "shared" / "reference"))
 
 
 @pytest.fixture(scope="session")
@@ -20,6 +21,17 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "UCF-101").is_dir():
         pytest.skip(f"real video data not found at {SHARED_DATA} (set TSN_SHARED_DATA to its folder)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def vectors() -> dict:
+    """The reference test vectors (``../shared/reference/vectors.json``) of TSN_SEMANTICS.md."""
+    import json
+
+    path = REFERENCE / "vectors.json"
+    if not path.is_file():
+        pytest.skip(f"reference vectors not found at {path} (set TSN_SHARED_REFERENCE to its folder)")
+    return json.loads(path.read_text())
 
 
 @pytest.fixture(scope="session")

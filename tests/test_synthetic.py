@@ -55,8 +55,8 @@ def test_motion_classes_look_alike_in_a_single_frame():
 
 def test_generation_is_deterministic_and_writes_list_files(tmp_path):
     a = generate_dataset(tmp_path / "a", videos_per_class={"train": 2, "test": 1}, progress=False)
-    b = generate_dataset(tmp_path / "b", videos_per_class={"train": 2, "test": 1}, progress=False)
-    c = generate_dataset(tmp_path / "c", videos_per_class={"train": 2, "test": 1}, seed=1, progress=False)
+    generate_dataset(tmp_path / "b", videos_per_class={"train": 2, "test": 1}, progress=False)
+    generate_dataset(tmp_path / "c", videos_per_class={"train": 2, "test": 1}, seed=1, progress=False)
     assert a["videos"] == 24
     train = (tmp_path / "a" / "train.txt").read_text().splitlines()
     assert len(train) == 16 and sorted({int(line.split()[1]) for line in train}) == list(range(8))

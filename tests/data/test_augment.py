@@ -1,8 +1,5 @@
 """Crop candidates and offsets (reference vectors), the graph crop draws, flips and normalisation."""
 
-import json
-from pathlib import Path
-
 import keras
 import numpy as np
 import pytest
@@ -10,15 +7,6 @@ import tensorflow as tf
 
 from tsn_keras.data import augment
 from tsn_keras.errors import ConfigError
-
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "reference" / "vectors.json"
-
-
-@pytest.fixture(scope="module")
-def vectors() -> dict:
-    if not VECTORS.is_file():
-        pytest.skip(f"reference vectors not found at {VECTORS}")
-    return json.loads(VECTORS.read_text())
 
 
 def test_multiscale_crop_sizes_match_the_reference(vectors):

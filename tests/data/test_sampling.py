@@ -1,23 +1,11 @@
 """Segment sampling: the reference vectors, and the properties of the random train draw."""
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from tsn_keras.data.sampling import sample_offsets, snippet_frames
 from tsn_keras.errors import ConfigError
-
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "reference" / "vectors.json"
-
-
-@pytest.fixture(scope="module")
-def vectors() -> dict:
-    if not VECTORS.is_file():
-        pytest.skip(f"reference vectors not found at {VECTORS}")
-    return json.loads(VECTORS.read_text())
 
 
 @pytest.mark.parametrize("mode", ["val", "test"])
