@@ -234,7 +234,7 @@ def rgb_run(tiny_shards, tmp_path_factory):
 
 def test_evaluate_writes_scores_and_metrics(rgb_run, tiny_shards, tmp_path):
     from tsn_keras.data.pipeline import make_dataset
-    from tsn_keras.evaluation import load_run
+    from tsn_keras.runs import load_run
 
     out = tmp_path / "eval"
     assert main(["evaluate", str(rgb_run), "--crops", "3", "--snippets", "5", "--out", str(out)]) == 0

@@ -62,7 +62,8 @@ def video_jpegs(root: Path, video_id: str, key: str) -> np.ndarray:
 
 @pytest.mark.slow
 def test_saved_model_matches_keras_in_a_fresh_process(tiny_shards, tmp_path):
-    from tsn_keras.evaluation import Scores, load_run
+    from tsn_keras.evaluation import Scores
+    from tsn_keras.runs import load_run
 
     runs = {"rgb": make_run(tmp_path / "rgb", tiny_shards, "rgb", consensus="max", seed=3),
             "flow": make_run(tmp_path / "flow", tiny_shards, "flow", consensus="attention", seed=4)}

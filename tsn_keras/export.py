@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from tsn_keras.errors import ConfigError, DataError
-from tsn_keras.evaluation import load_run, read_class_names, video_scorer
+from tsn_keras.evaluation import video_scorer
+from tsn_keras.runs import load_run, read_class_names
 from tsn_keras.version import __version__
 
 SNIPPETS_SIGNATURE = "serving_default"
@@ -61,7 +62,7 @@ def export_saved_model(model_or_run, out_dir: str | os.PathLike, *, class_names:
         out_dir: output folder (``saved_model/``, ``model.keras``, ``export.json``).
         class_names: a list of names or a file/conversion folder holding them; default: the run's
             ``classes.json``, else the classes of the run's converted data.
-        modality, normalization: for bare models whose input does not tell (see ``evaluation.load_run``).
+        modality, normalization: for bare models whose input does not tell (see ``runs.load_run``).
         num_snippets, num_crops: the test protocol of the JPEG signature (T = 25, 10 crops).
 
     Returns:

@@ -189,7 +189,8 @@ def load_stream(source: str | os.PathLike, *, num_crops: int | None = None,
                       info["num_snippets"], info["num_crops"], conversion, score_export)
 
     from tsn_keras.data.pipeline import test_views
-    from tsn_keras.evaluation import load_run, read_class_names, video_scorer
+    from tsn_keras.evaluation import video_scorer
+    from tsn_keras.runs import load_run, read_class_names
 
     run = load_run(path, classes=classes)
     data_root = run.config.data.root if run.config is not None and run.config.data.root else None
