@@ -116,3 +116,15 @@ def test_the_python_gate_stops_calls_into_python_once_closed():
     gate.close()
     assert [int(v) for v in iterator] == [-1, -1, -1]  # closed: the graph no longer calls record
     assert calls == [0, 1, 2]
+
+
+def test_one_unfetchable_clip_does_not_fail_the_others_fetched_with_it(tmp_path):
+    from tsn_keras.data.reader import IndexedShards
+
+    shard = write_shard(tmp_path / "ok-00000.tfrecord", videos())
+    shards = IndexedShards([str(shard)], ("rgb",))
+    frames = np.array([[0, 4, 8], [0, 4, 9], [1, 2, 3]])  # video b has 9 frames: frame 9 does not exist
+    jpegs, ok = shards.fetch_many(np.zeros(3, np.int64), np.array([0, 1, 2]), frames)
+    assert ok.tolist() == [True, False, True]
+    assert jpegs.shape == (3, 1, 3) and jpegs[1].tolist() == [[b"", b"", b""]]
+    assert jpegs[2, 0, 1] == shards.fetch(0, 2, [2])[0, 0] and jpegs[0, 0, 0].startswith(b"\xff\xd8")
