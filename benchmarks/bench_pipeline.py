@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     videos = args.videos or (8 if args.quick else 24)
-    seconds, rounds, batch = (3.0, 2, 16) if args.quick else (6.0, 3, 32)
+    seconds, rounds, batch = (3.0, 2, 16) if args.quick else (6.0, 5, 32)
 
     with tempfile.TemporaryDirectory(prefix="bench_pipeline_") as tmp:
         short, long, frames = _write_sets(_clips(args.data, videos), Path(tmp))
