@@ -21,6 +21,8 @@ JPEG quality 90); the 1,000-frame videos loop the real frames of each clip.
 from __future__ import annotations
 
 import argparse
+import gc
+import itertools
 import multiprocessing
 import os
 import statistics
@@ -37,6 +39,7 @@ SIZE = (340, 256)
 SHORT, LONG = 100, 1000
 NUM_SEGMENTS = 3
 DCT_METHOD = "INTEGER_ACCURATE"  # as the pipeline decodes
+WARM_UP_S = 1.5  # tf.data's autotuning settles within about a second
 
 
 def _clips(data: Path, count: int) -> list[Path]:
@@ -180,9 +183,13 @@ def _clip_rate(paths: list[str], read_mode: str, seconds: float, batch_size: int
 
 def _rate(ds, seconds: float, per_batch: int) -> tuple[float, float]:
     """(items/s, CPU seconds per item) over ``seconds`` after a warm-up."""
+    gc.collect()  # the previous measurement's iterator and its threads are gone before this one starts
     iterator = iter(ds)
-    for _ in range(3):  # warm-up: tracing, thread pools, autotuning
+    start = time.perf_counter()
+    for i in itertools.count():  # warm-up: tracing, thread pools, autotuning
         next(iterator)
+        if i >= 2 and time.perf_counter() - start > WARM_UP_S:
+            break
     count = 0
     with _Clock() as clock:
         while time.perf_counter() - clock.wall < seconds:
