@@ -471,10 +471,10 @@ def _demo_section(demo: dict) -> list[str]:
     ]
 
 
-def _pipeline_note(ratio: float) -> str:
+def _pipeline_note(ratio: float, cpu_ms: float) -> str:
     verdict = "meets" if ratio >= 0.8 else "misses"
     return (f"The input pipeline's train-mode ratio ({ratio:.2f}) {verdict} its target in this run; it varies by "
-            "about 10% between runs on this shared machine. Of its ~2.2 ms of CPU per clip, decoding the three "
+            f"about 10% between runs on this shared machine. Of its {cpu_ms:.1f} ms of CPU per clip, decoding the three "
             "JPEG windows takes ~0.7 ms and TensorFlow's bilinear resize to 224x224 float ~1.0 ms "
             "(`docs/DESIGN.md`).")
 
@@ -517,7 +517,7 @@ def _benchmark_section(b: dict) -> list[str]:
         "`TimeDistributed` on a CPU, where convolutions run as efficiently on K small batches as on one large "
         "one, so the gain is bounded by per-op overhead (largest for small backbones and many segments). "
         "The >= 3x of the target is a GPU effect (kernel launches and small per-segment batches) that needs "
-        "a GPU to measure; none was available. " + _pipeline_note(p["pipeline_vs_decode_loop"]),
+        "a GPU to measure; none was available. " + _pipeline_note(p["pipeline_vs_decode_loop"], p["cpu_ms_per_clip"]),
         "",
         "Full outputs:",
         "",
