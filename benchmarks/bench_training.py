@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
+
+from benchmarks._timing import interleaved
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -88,20 +88,9 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             model.train_on_batch(x, y)
 
-    first: dict[str, float] = {}
-    for variant in variants:  # the first iteration traces (and for xla compiles) the step
-        start = time.perf_counter()
-        iteration(variant)
-        first[variant] = time.perf_counter() - start
-        iteration(variant)
-    times: dict[str, list[float]] = {v: [] for v in variants}
-    for _ in tqdm(range(iterations), desc="timed iterations", unit="round"):
-        for variant in variants:
-            start = time.perf_counter()
-            iteration(variant)
-            times[variant].append(time.perf_counter() - start)
-
-    step = {v: statistics.median(t) for v, t in times.items()}
+    # The first iteration traces (and for xla compiles) the step.
+    first, step = interleaved({v: (lambda v=v: iteration(v)) for v in variants}, iterations,
+                              desc="timed iterations")
     base = step["caffe_sgd"]
     results = {
         "backbone": args.backbone, "input": [args.batch, args.segments, args.size, args.size, 3],
