@@ -31,7 +31,8 @@ def _model(kind: str, backbone: str, size: int, channels: int, segments: int, cl
 
     from tsn_keras.models.backbones import build_backbone
     from tsn_keras.models.consensus import SegmentConsensus
-    from tsn_keras.models.tsn import FoldedTimeDistributed, set_partial_bn
+    from tsn_keras.models.layers import FoldedTimeDistributed
+    from tsn_keras.models.tsn import set_partial_bn
 
     base = build_backbone(backbone, (size, size, channels))
     snippets = segments if kind == "stock_static" else None

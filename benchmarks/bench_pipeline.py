@@ -65,7 +65,8 @@ def _frames(clip: Path, limit: int) -> list[bytes]:
 
 def _write_sets(clips: list[Path], root: Path) -> tuple[list[str], list[str], list[bytes]]:
     """Shards of 100-frame and 1,000-frame versions of each clip; also returns the short set's frames."""
-    from tsn_keras.data.records import ShardWriter, VideoRecord
+    from tfrecords_tools.schema import VideoRecord
+    from tfrecords_tools.shards import ShardWriter
 
     short_paths, long_paths, all_frames = [], [], []
     per_shard = max(1, len(clips) // 4)
@@ -174,10 +175,10 @@ def _decode_parallel(frames: list[bytes], seconds: float) -> tuple[float, float]
 
 
 def _clip_rate(paths: list[str], read_mode: str, seconds: float, batch_size: int) -> tuple[float, float]:
+    from tsn_keras.data.clips import ClipSpec
     from tsn_keras.data.pipeline import make_dataset
 
-    ds = make_dataset(paths, modality="rgb", mode="train", num_segments=NUM_SEGMENTS, batch_size=batch_size,
-                      input_size=224, seed=0, repeat=True, read_mode=read_mode)
+    ds = make_dataset(paths, ClipSpec(modality="rgb", mode="train", num_segments=NUM_SEGMENTS, input_size=224), batch_size=batch_size, seed=0, repeat=True, read_mode=read_mode)
     return _rate(ds, seconds, batch_size)
 
 

@@ -156,7 +156,7 @@ def run_experiment(exp: Experiment, work: Path, data_root: str, quick: bool) -> 
 
 
 def fuse_streams(work: Path, runs: dict[str, dict]) -> dict[str, dict]:
-    from tsn_keras.evaluation import fuse
+    from tsn_keras.scores import fuse
 
     out = {}
     for name, title, streams, weights in FUSIONS:

@@ -11,7 +11,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tsn_keras.data.records import ShardWriter, VideoRecord, write_manifest
+from tfrecords_tools.manifest import write_manifest
+from tfrecords_tools.schema import VideoRecord
+from tfrecords_tools.shards import ShardWriter
 
 
 def jpeg(image: np.ndarray, quality: int = 90) -> bytes:
@@ -80,3 +82,17 @@ def write_shards(root: Path, num_classes: int = 4, videos_per_class: dict | None
         "missing": [],
     })
     return root
+
+
+def dataset(source, **options):
+    """``make_dataset`` with the clip's and the reader's options in one keyword list (tests only):
+    the ``ClipSpec`` fields go into the spec, the rest to ``make_dataset``."""
+    import dataclasses
+
+    from tsn_keras.data.clips import ClipSpec
+    from tsn_keras.data.pipeline import make_dataset
+
+    clip_fields = {f.name for f in dataclasses.fields(ClipSpec)}
+    clip = {k: v for k, v in options.items() if k in clip_fields}
+    clip.setdefault("modality", "rgb")
+    return make_dataset(source, ClipSpec(**clip), **{k: v for k, v in options.items() if k not in clip_fields})

@@ -6,9 +6,6 @@ import pytest
 import yaml
 
 from tsn_keras.config import (
-    BACKBONES,
-    CONSENSUS_MODES,
-    NORMALIZATIONS,
     Config,
     apply_overrides,
     config_from_dict,
@@ -96,13 +93,3 @@ def test_defaults_are_the_papers():
     assert config.data.resolved_new_length() == 1
     assert Config().data.resolved_scales() == (1.0, 0.875, 0.75, 0.66)
     assert config_from_dict(yaml.safe_load("data: {modality: flow}")).data.resolved_scales() == (1.0, 0.875, 0.75)
-
-
-def test_name_lists_match_the_library():
-    pytest.importorskip("keras")
-    from tsn_keras.models.backbones import BACKBONES as MODEL_BACKBONES
-    from tsn_keras.models.consensus import CONSENSUS_MODES as MODEL_CONSENSUS
-
-    assert tuple(MODEL_BACKBONES) == BACKBONES
-    assert tuple(MODEL_CONSENSUS) == CONSENSUS_MODES
-    assert "auto" in NORMALIZATIONS

@@ -10,15 +10,8 @@ import pytest
 
 from tsn_keras.cli import main
 from tsn_keras.errors import ConfigError, DataError
-from tsn_keras.evaluation import (
-    Scores,
-    average_logits,
-    compute_metrics,
-    default_fusion_weights,
-    fuse,
-    fuse_scores,
-    video_scorer,
-)
+from tsn_keras.evaluation import average_logits, video_scorer
+from tsn_keras.scores import Scores, compute_metrics, default_fusion_weights, fuse, fuse_scores
 
 CLASSES = ["a", "b", "c"]
 INPUT_SIZE = 32
@@ -48,15 +41,16 @@ def save_image_classifier(path) -> Path:
     return Path(path)
 
 
-def make_run(run_dir, data_root, modality="rgb", consensus="avg", num_classes=4, seed=0, history=True) -> Path:
+def make_run(run_dir, data_root, modality="rgb", consensus="avg", num_classes=4, seed=0, history=True,
+             evaluate=None) -> Path:
     """A run folder in the layout of ``tsn train`` (model.keras, config.yaml, classes.json, history.csv)."""
-    from tsn_keras.config import Config, DataConfig, ModelConfig
+    from tsn_keras.config import Config, DataConfig, EvalConfig, ModelConfig
 
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     config = Config(name=f"test_{modality}", data=DataConfig(root=str(data_root), modality=modality,
                                                              input_size=INPUT_SIZE, val_split="val"),
-                    model=ModelConfig(backbone="tiny", consensus=consensus))
+                    model=ModelConfig(backbone="tiny", consensus=consensus), evaluate=evaluate or EvalConfig())
     (run / "config.yaml").write_text(config.to_yaml())
     (run / "classes.json").write_text(json.dumps([f"class{c}" for c in range(num_classes)]))
     make_model(num_classes, modality, consensus, seed=seed).save(run / "model.keras")
@@ -233,6 +227,7 @@ def rgb_run(tiny_shards, tmp_path_factory):
 
 
 def test_evaluate_writes_scores_and_metrics(rgb_run, tiny_shards, tmp_path):
+    from tsn_keras.data.clips import ClipSpec
     from tsn_keras.data.pipeline import make_dataset
     from tsn_keras.runs import load_run
 
@@ -247,8 +242,7 @@ def test_evaluate_writes_scores_and_metrics(rgb_run, tiny_shards, tmp_path):
         assert metrics[key] == recomputed[key]
     # Independent path: the avg-consensus model over all 15 views of each video.
     model = load_run(rgb_run).model
-    data = make_dataset(tiny_shards, split="test", mode="test", num_snippets=5, num_crops=3, input_size=INPUT_SIZE,
-                        normalization="keras_tf", batch_size=8, return_ids=True)
+    data = make_dataset(tiny_shards, ClipSpec("rgb", mode="test", num_snippets=5, num_crops=3, input_size=INPUT_SIZE, normalization="keras_tf"), split="test", batch_size=8, return_ids=True)
     views, _, ids = next(iter(data))
     expected = dict(zip(ids.numpy().astype(str), np.asarray(model(views))))
     for vid, logits in zip(scores.video_ids, scores.logits):
@@ -267,9 +261,23 @@ def test_evaluate_errors_exit_2(rgb_run, tiny_shards, tmp_path, capsys):
     empty = tmp_path / "empty_run"
     empty.mkdir()
     fails(["evaluate", str(empty)], "model.keras not found")
-    fails(["evaluate", str(save_image_classifier(tmp_path / "image.keras")), "--data", str(tiny_shards)], "a TSN takes (batch, snippets, H, W, C)")
+    fails(["evaluate", str(save_image_classifier(tmp_path / "image.keras")), "--data", str(tiny_shards)], "is not a TSN written by tsn-keras")
     # Class names that do not fit the model.
     (tmp_path / "three.json").write_text(json.dumps(["a", "b", "c"]))
     fails(["evaluate", str(rgb_run / "model.keras"), "--classes", str(tmp_path / "three.json"),
            "--data", str(tiny_shards)], "the model has 4 classes but 3 class names")
     fails(["evaluate", str(rgb_run), "--split", "nope", "--out", str(tmp_path / "x")], "split 'nope'")
+
+
+def test_evaluate_without_flags_follows_the_recipes_evaluate_section(tiny_shards, tmp_path, capsys):
+    from tsn_keras.config import EvalConfig
+
+    run = make_run(tmp_path / "run", tiny_shards, evaluate=EvalConfig(num_snippets=5, num_crops=1, batch_size=3))
+    assert main(["evaluate", str(run), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert (metrics["protocol"]["num_snippets"], metrics["protocol"]["num_crops"]) == (5, 1)
+    assert metrics["data"] == {"root": str(tiny_shards), "split": "test"}
+    # Flags override the recipe.
+    assert main(["evaluate", str(run), "--crops", "3", "--snippets", "2", "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert (metrics["protocol"]["num_snippets"], metrics["protocol"]["num_crops"]) == (2, 3)

@@ -46,7 +46,7 @@ SERVE_SCRIPT = textwrap.dedent("""
 
 def video_jpegs(root: Path, video_id: str, key: str) -> np.ndarray:
     """The JPEG bytes of one stored frame list, read through the shard's byte index."""
-    from tsn_keras.data.records import ShardIndex, index_path
+    from tfrecords_tools.shards import ShardIndex, index_path
 
     for shard in sorted(root.glob("test/*.tfrecord")):
         index = ShardIndex.load(index_path(shard))
@@ -62,8 +62,8 @@ def video_jpegs(root: Path, video_id: str, key: str) -> np.ndarray:
 
 @pytest.mark.slow
 def test_saved_model_matches_keras_in_a_fresh_process(tiny_shards, tmp_path):
-    from tsn_keras.evaluation import Scores
     from tsn_keras.runs import load_run
+    from tsn_keras.scores import Scores
 
     runs = {"rgb": make_run(tmp_path / "rgb", tiny_shards, "rgb", consensus="max", seed=3),
             "flow": make_run(tmp_path / "flow", tiny_shards, "flow", consensus="attention", seed=4)}
@@ -122,7 +122,7 @@ def test_export_errors_exit_2(tiny_shards, tmp_path, capsys):
     image = save_image_classifier(tmp_path / "image.keras")
     assert main(["export", str(image), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
-    assert "a TSN takes (batch, snippets, H, W, C)" in err and "Traceback" not in err
+    assert "is not a TSN written by tsn-keras" in err and "Traceback" not in err
     run = make_run(tmp_path / "run", tiny_shards, history=False)
     (run / "classes.json").unlink()
     (tmp_path / "two.txt").write_text("a\nb\n")

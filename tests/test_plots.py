@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from tsn_keras.errors import DataError
-from tsn_keras.evaluation import compute_metrics
 from tsn_keras.plots import plot_confusion, plot_history, plot_per_class, plot_sampling
+from tsn_keras.scores import compute_metrics
 
 
 def assert_readable_png(path, min_width=400, min_height=250):

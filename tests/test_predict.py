@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from tests.test_evaluation import make_run, save_image_classifier
+from tfrecords_tools.worker import VideoSettings, stored_video_settings
 from tsn_keras.cli import main
-from tsn_keras.predict import conversion_options, encode_video, predict_video
+from tsn_keras.predict import encode_video, predict_video
 
 VIDEO = "UCF-101/BasketballDunk/v_BasketballDunk_g07_c02.avi"  # 35 frames: the shortest clip
 
@@ -23,8 +24,9 @@ OPTIONS = {"flow": "dis", "frame_size": [64, 48], "short_side": None, "jpeg_qual
 def converted(shared_data, tmp_path_factory):
     """The clip converted by the converter's own worker into a one-video test split."""
     from tfrecords_tools.datasets import VideoEntry
+    from tfrecords_tools.manifest import write_manifest
+    from tfrecords_tools.shards import ShardWriter
     from tfrecords_tools.worker import VideoConverter, VideoSettings
-    from tsn_keras.data.records import ShardWriter, write_manifest
 
     root = tmp_path_factory.mktemp("converted")
     video = shared_data / VIDEO
@@ -53,13 +55,13 @@ def runs(converted, tmp_path_factory):
 
 @pytest.mark.slow
 def test_prediction_sees_what_the_converter_stored_and_scores_like_evaluate(shared_data, converted, runs, tmp_path):
-    from tsn_keras.evaluation import Scores
+    from tsn_keras.scores import Scores
 
     video = shared_data / VIDEO
     root, stored = converted
-    options = conversion_options(root)
-    assert options == {"flow": "dis", "frame_size": (64, 48), "short_side": None, "jpeg_quality": 85}
-    frames, num_frames = encode_video(video, {"rgb": 1, "flow": 5}, options=options)
+    settings = stored_video_settings(root)
+    assert settings == VideoSettings(("rgb",), flow="dis", frame_size=(64, 48), short_side=None, jpeg_quality=85)
+    frames, num_frames = encode_video(video, {"rgb": 1, "flow": 5}, settings=settings)
     assert num_frames == stored.num_frames == len(frames["rgb"])
     assert frames["rgb"] == stored.frames["rgb"]
     assert len(frames["flow_x"]) == num_frames - 1
@@ -111,4 +113,4 @@ def test_predict_cli_json_and_errors(shared_data, runs, tmp_path, capsys):
           "is a rgb model; give a flow or warped_flow model")
     fails(["predict", str(video), "--model", str(runs["rgb"]), "--weights", "1", "2"], "one weight per model")
     fails(["predict", str(video), "--model", str(save_image_classifier(tmp_path / "image.keras"))],
-          "a TSN takes (batch, snippets, H, W, C)")
+          "is not a TSN written by tsn-keras")

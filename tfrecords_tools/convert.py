@@ -2,7 +2,7 @@
 
 The steps: parse the dataset's split files (:mod:`tfrecords_tools.datasets`), convert each
 video in worker processes (:mod:`tfrecords_tools.worker`), write the records in input order
-through ``tsn_keras.data.records.ShardWriter`` (one shard closes once it reaches the target
+through ``tfrecords_tools.shards.ShardWriter`` (one shard closes once it reaches the target
 size), journal each finished shard (:mod:`tfrecords_tools.journal`) and finally write the
 manifest. Guarantees:
 
@@ -25,20 +25,20 @@ import multiprocessing
 import os
 from collections import deque
 from collections.abc import Iterable, Iterator
+from importlib import metadata
 from itertools import islice
 from pathlib import Path
 
 import numpy as np
 
 from tfrecords_tools.datasets import FORMATS, DatasetPlan, VideoEntry, make_plan
+from tfrecords_tools.errors import ConfigError, DataError
 from tfrecords_tools.flow import ALGORITHMS, BOUND
 from tfrecords_tools.journal import Journal
+from tfrecords_tools.manifest import write_manifest
+from tfrecords_tools.schema import CONVERTED_KEYS, SPLITS
+from tfrecords_tools.shards import ShardWriter
 from tfrecords_tools.worker import VideoResult, VideoSettings, convert_video, init_worker
-from tsn_keras.data.records import CONVERTED_KEYS, ShardWriter, write_manifest
-from tsn_keras.errors import ConfigError, DataError
-from tsn_keras.version import __version__
-
-SPLIT_ORDER = ("train", "val", "test")
 
 
 def _check_options(format, modalities, flow, frame_size, short_side, shard_size_mb, jpeg_quality, workers):
@@ -63,7 +63,7 @@ def _check_options(format, modalities, flow, frame_size, short_side, shard_size_
 
 def _write_order(plan: DatasetPlan, seed: int) -> dict[str, list[VideoEntry]]:
     ordered = {}
-    names = [s for s in SPLIT_ORDER if s in plan.splits] + [s for s in plan.splits if s not in SPLIT_ORDER]
+    names = [s for s in SPLITS if s in plan.splits] + [s for s in plan.splits if s not in SPLITS]
     for name in names:
         entries = plan.splits[name]
         if name == "train":
@@ -295,7 +295,7 @@ def build_manifest(plan: DatasetPlan, order: dict[str, list[VideoEntry]], chunks
             warp["fallbacks"] += sum(v.get("warp_fallbacks", 0) for v in split_videos)
     stored = [key for m in CONVERTED_KEYS if m in settings.modalities for key in CONVERTED_KEYS[m]]
     manifest = {
-        "library_version": __version__,
+        "library_version": _library_version(),
         "classes": list(plan.classes),
         "modalities": [m for m in CONVERTED_KEYS if m in settings.modalities],
         "stored_keys": stored,
@@ -329,3 +329,12 @@ def summary_line(manifest: dict, out: str | os.PathLike) -> str:
     if manifest["rejects"] or manifest["missing"] or manifest.get("truncated"):
         line += f" (details in {Path(out) / 'manifest.json'})"
     return line
+
+
+def _library_version() -> str:
+    """The installed tsn-keras version (one distribution ships both packages; ``tsn_keras.version``
+    defines it, read here from the installed metadata so this layer does not import ``tsn_keras``)."""
+    try:
+        return metadata.version("tsn-keras")
+    except metadata.PackageNotFoundError:
+        return "unknown"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tsn_keras.errors import ConfigError, DataError
+from tfrecords_tools.errors import ConfigError, DataError
 
 FORMATS: tuple[str, ...] = ("ucf101", "hmdb51", "folder", "list")
 UCF_LISTS_DIR = "ucfTrainTestlist"

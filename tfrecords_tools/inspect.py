@@ -16,18 +16,18 @@ from pathlib import Path
 
 import numpy as np
 
+from tfrecords_tools.errors import DataError
 from tfrecords_tools.flow import dequantize_flow, flow_to_color
-from tfrecords_tools.video import decode_jpeg
-from tsn_keras.data.records import (
+from tfrecords_tools.manifest import load_manifest
+from tfrecords_tools.shards import (
     RECORD_FOOTER_BYTES,
     RECORD_HEADER_BYTES,
     SHARD_SUFFIX,
     ShardIndex,
     index_path,
-    load_manifest,
     sha256_file,
 )
-from tsn_keras.errors import DataError
+from tfrecords_tools.video import decode_jpeg
 
 _FLOW_ROWS = (("flow", "flow_x", "flow_y"), ("warped flow", "warped_flow_x", "warped_flow_y"))
 

@@ -16,8 +16,9 @@ import json
 import os
 from pathlib import Path
 
-from tsn_keras.data.records import MANIFEST_NAME, SHARD_SUFFIX, index_path
-from tsn_keras.errors import ConfigError, DataError
+from tfrecords_tools.errors import ConfigError, DataError
+from tfrecords_tools.manifest import MANIFEST_NAME
+from tfrecords_tools.shards import SHARD_SUFFIX, index_path
 
 JOURNAL_NAME = "convert-journal.jsonl"
 JOURNAL_FORMAT = "tsn-keras-convert-journal"

@@ -1,20 +1,27 @@
 """One video -> one ``VideoRecord``: decode, resize, optical flow, JPEG. Runs in worker processes.
 
-Nothing here imports TensorFlow (``records.VideoRecord`` is plain Python): the converter's
+Nothing here imports TensorFlow (``schema.VideoRecord`` is plain Python): the converter's
 workers are started with ``spawn`` and must stay light, and TensorFlow must never be forked.
 The flow objects are made once per worker by :func:`init_worker`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Collection
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import cv2
+import numpy as np
 
 from tfrecords_tools.datasets import VideoEntry
 from tfrecords_tools.flow import FlowEstimator, WarpedFlowEstimator, quantize_flow
+from tfrecords_tools.manifest import MANIFEST_NAME, load_manifest
+from tfrecords_tools.schema import VideoRecord
 from tfrecords_tools.video import VideoError, VideoReader, encode_jpeg
-from tsn_keras.data.records import VideoRecord
+
+# The paper's stored frame size (TSN_SEMANTICS.md): 340x256.
+PAPER_FRAME_SIZE = (340, 256)
 
 
 @dataclass(frozen=True)
@@ -23,9 +30,29 @@ class VideoSettings:
 
     modalities: tuple[str, ...] = ("rgb",)
     flow: str = "tvl1"
-    frame_size: tuple[int, int] | None = (340, 256)
+    frame_size: tuple[int, int] | None = PAPER_FRAME_SIZE
     short_side: int | None = None
     jpeg_quality: int = 90
+
+
+def stored_video_settings(data_root=None, modalities: tuple[str, ...] = ("rgb",)) -> VideoSettings:
+    """The ``VideoSettings`` a conversion folder was written with (the paper's without one), for
+    ``modalities``: how to turn a new video into what a model trained on that folder has seen."""
+    settings = VideoSettings(modalities=tuple(modalities))
+    if data_root is None or not (Path(data_root) / MANIFEST_NAME).is_file():
+        return settings
+    manifest = load_manifest(data_root)
+    stored = manifest.get("options")
+    if stored:  # null frame_size with a short_side, or both null, mean "not the paper's 340x256"
+        short_side = stored.get("short_side")
+        frame_size = stored.get("frame_size")
+        return replace(settings, short_side=short_side,
+                       frame_size=tuple(frame_size) if frame_size and short_side is None else None,
+                       jpeg_quality=int(stored.get("jpeg_quality") or settings.jpeg_quality),
+                       flow=stored.get("flow") or settings.flow)
+    if manifest.get("frame_size"):
+        return replace(settings, frame_size=tuple(manifest["frame_size"]))
+    return settings
 
 
 @dataclass
@@ -64,46 +91,84 @@ class VideoConverter:
         return result
 
     def _convert(self, entry: VideoEntry, result: VideoResult) -> None:
-        settings = self.settings
-        quality = settings.jpeg_quality
-        frames: dict[str, list[bytes]] = {}
-        want_rgb = "rgb" in settings.modalities
-        if want_rgb:
-            frames["rgb"] = []
-        if "flow" in settings.modalities:
-            frames["flow_x"], frames["flow_y"] = [], []
-        if self.warped is not None:
-            frames["warped_flow_x"], frames["warped_flow_y"] = [], []
-        reader = VideoReader(entry.path, settings.frame_size, settings.short_side)
-        previous = None
-        for frame in reader:
-            if want_rgb:
-                frames["rgb"].append(encode_jpeg(frame, quality))
-            if self.flow is None:
-                continue
-            gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-            if previous is not None:
-                plain = self.flow(previous, gray)
-                if "flow_x" in frames:
-                    frames["flow_x"].append(encode_jpeg(quantize_flow(plain[..., 0]), quality))
-                    frames["flow_y"].append(encode_jpeg(quantize_flow(plain[..., 1]), quality))
-                if self.warped is not None:
-                    warped, fell_back = self.warped(previous, gray, plain)
-                    result.warp_fields += 1
-                    result.warp_fallbacks += int(fell_back)
-                    frames["warped_flow_x"].append(encode_jpeg(quantize_flow(warped[..., 0]), quality))
-                    frames["warped_flow_y"].append(encode_jpeg(quantize_flow(warped[..., 1]), quality))
-            previous = gray
-        reader.check_complete()
-        if self.flow is not None and reader.decoded < 2:
-            raise VideoError("only 1 frame decoded: optical flow needs at least 2")
+        encoded = self.encode(entry.path)
+        reader = encoded.reader
         width, height = reader.size
         result.frames = reader.decoded
         result.declared_frames = reader.info.declared_frames
         result.truncated = reader.truncated
         result.size = (width, height)
+        result.warp_fields, result.warp_fallbacks = encoded.warp_fields, encoded.warp_fallbacks
         result.record = VideoRecord(entry.video_id, entry.label, result.label_name, reader.decoded, reader.info.fps,
-                                    height, width, frames=frames)
+                                    height, width, frames=encoded.frames)
+
+    def encode(self, path, flow_fields: Collection[int] | None = None) -> EncodedVideo:
+        """The stored frame lists of one video file, frame by frame (memory: one frame pair).
+
+        Args:
+            path: the video file.
+            flow_fields: compute optical flow only for these field indices (``tsn predict``
+                needs the fields its test snippets read); every other place holds the JPEGs of
+                the nearest computed field, so the lists keep their length N-1. ``None``: all.
+
+        Raises:
+            VideoError: the file cannot be decoded (or has one frame and flow is wanted).
+        """
+        settings, quality = self.settings, self.settings.jpeg_quality
+        want_rgb = "rgb" in settings.modalities
+        keys = (["rgb"] if want_rgb else []) + [f"{m}_{c}" for m in self._flow_modalities() for c in "xy"]
+        frames: dict[str, list[bytes]] = {key: [] for key in keys}
+        computed: dict[str, dict[int, tuple[bytes, bytes]]] = {m: {} for m in self._flow_modalities()}
+        encoded = EncodedVideo(frames, VideoReader(path, settings.frame_size, settings.short_side))
+        wanted = None if flow_fields is None else set(flow_fields)
+        previous = None
+        for index, frame in enumerate(encoded.reader):
+            if want_rgb:
+                frames["rgb"].append(encode_jpeg(frame, quality))
+            if self.flow is None:
+                continue
+            gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+            field = index - 1
+            if previous is not None and (wanted is None or field in wanted):
+                plain = self.flow(previous, gray)
+                if "flow" in computed:
+                    computed["flow"][field] = _quantised_jpegs(plain, quality)
+                if self.warped is not None:
+                    warped, fell_back = self.warped(previous, gray, plain)
+                    encoded.warp_fields += 1
+                    encoded.warp_fallbacks += int(fell_back)
+                    computed["warped_flow"][field] = _quantised_jpegs(warped, quality)
+            previous = gray
+        encoded.reader.check_complete()
+        if self.flow is not None and encoded.reader.decoded < 2:
+            raise VideoError("only 1 frame decoded: optical flow needs at least 2")
+        num_fields = max(encoded.reader.decoded - 1, 0)
+        for modality, fields in computed.items():
+            if not fields:
+                raise VideoError(f"no {modality} field computed (the requested fields are past the video's end)")
+            done = np.array(sorted(fields))
+            nearest = done[np.abs(done[None, :] - np.arange(num_fields)[:, None]).argmin(axis=1)]
+            frames[f"{modality}_x"] = [fields[int(j)][0] for j in nearest]
+            frames[f"{modality}_y"] = [fields[int(j)][1] for j in nearest]
+        return encoded
+
+    def _flow_modalities(self) -> list[str]:
+        return [m for m in ("flow", "warped_flow") if m in self.settings.modalities]
+
+
+@dataclass
+class EncodedVideo:
+    """What ``VideoConverter.encode`` produced: the frame lists and the reader (size, counts)."""
+
+    frames: dict[str, list[bytes]]
+    reader: VideoReader
+    warp_fields: int = 0
+    warp_fallbacks: int = 0
+
+
+def _quantised_jpegs(flow, quality: int) -> tuple[bytes, bytes]:
+    """A flow field's x and y components, quantised to bytes (bound 20) and JPEG-encoded."""
+    return encode_jpeg(quantize_flow(flow[..., 0]), quality), encode_jpeg(quantize_flow(flow[..., 1]), quality)
 
 
 _CONVERTER: VideoConverter | None = None

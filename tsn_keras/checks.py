@@ -14,8 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from tfrecords_tools.manifest import load_manifest, split_shards
+from tfrecords_tools.schema import MODALITY_KEYS, STORED_KEYS, modality_keys
+from tfrecords_tools.shards import ShardIndex, index_path
 from tsn_keras.config import Config
-from tsn_keras.data import records
 from tsn_keras.errors import ConfigError, DataError
 
 # Consensus modes that reduce K segments to one prediction, which the loss needs.
@@ -54,7 +56,7 @@ def check_data(config: Config) -> DataSummary:
     root = Path(d.root)
     if not root.is_dir():
         raise ConfigError(f"data.root={d.root} is not a folder; give the output folder of `tsn convert`")
-    manifest = records.load_manifest(root)
+    manifest = load_manifest(root)
     available = list(manifest["splits"])
     counts = {}
     for key, split in (("data.train_split", d.train_split), ("data.val_split", d.val_split)):
@@ -63,15 +65,15 @@ def check_data(config: Config) -> DataSummary:
         if split not in manifest["splits"]:
             extra = " or null for no validation" if key == "data.val_split" else ""
             raise ConfigError(f"{key}={split!r} is not a split of {d.root}; available: {', '.join(available)}{extra}")
-        records.split_shards(root, split)
+        split_shards(root, split)
         counts[split] = int(manifest["splits"][split].get("videos", 0))
         if counts[split] == 0:
             raise DataError(f"split {split!r} of {d.root} has no videos")
 
-    stored = set(manifest.get("stored_keys") or records.STORED_KEYS)
-    needed = records.modality_keys(d.modality)
+    stored = set(manifest.get("stored_keys") or STORED_KEYS)
+    needed = modality_keys(d.modality)
     if not stored.issuperset(needed):
-        possible = [name for name, keys in records.MODALITY_KEYS.items() if stored.issuperset(keys)]
+        possible = [name for name, keys in MODALITY_KEYS.items() if stored.issuperset(keys)]
         raise ConfigError(
             f"data.modality={d.modality} needs the stored frames {', '.join(needed)}, which {d.root} does not have "
             f"(it has {', '.join(sorted(stored))}); allowed with this data: {', '.join(possible)}, "
@@ -106,12 +108,12 @@ def _frame_size(manifest: dict, root: Path, split: str) -> tuple[int, int] | Non
     # Frames kept at their native size: look at the first stored frame of the split.
     import cv2
 
-    shard = records.split_shards(root, split)[0]
-    index_file = records.index_path(shard)
+    shard = split_shards(root, split)[0]
+    index_file = index_path(shard)
     if not index_file.is_file():
         return None
-    index = records.ShardIndex.load(index_file)
-    key = next((k for k in records.STORED_KEYS if k in index.offset and len(index.offset[k])), None)
+    index = ShardIndex.load(index_file)
+    key = next((k for k in STORED_KEYS if k in index.offset and len(index.offset[k])), None)
     if key is None:
         return None
     with open(shard, "rb") as handle:

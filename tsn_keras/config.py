@@ -25,28 +25,20 @@ from typing import Any
 import yaml
 
 from tsn_keras.errors import ConfigError
-
-MODALITIES = ("rgb", "rgb_diff", "flow", "warped_flow")
-STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
-PRECISIONS = ("float32", "float16", "bfloat16")
-# Input normalisation presets of the pipeline (DESIGN.md "Input pipeline contract"); "auto" is
-# the backbone's own (models.backbones.preprocessing_preset).
-NORMALIZATIONS = ("auto", "caffe_bgr", "keras_caffe", "keras_tf", "keras_torch", "raw")
-# Kept here so that a recipe is checked without importing Keras; tests compare them with
-# tsn_keras.models so that the lists cannot drift apart.
-BACKBONES = ("bn_inception", "inception_v3", "resnet50", "mobilenet_v2", "tiny")
-CONSENSUS_MODES = ("avg", "max", "weighted", "topk", "attention", "gru", "identity")
-CROP_COUNTS = (1, 3, 10)
-
-# Paper defaults per modality (TSN_SEMANTICS.md).
-DEFAULT_NEW_LENGTH = {"rgb": 1, "rgb_diff": 5, "flow": 5, "warped_flow": 5}
-DEFAULT_SCALES = {
-    "rgb": (1.0, 0.875, 0.75, 0.66),
-    "rgb_diff": (1.0, 0.875, 0.75, 0.66),
-    "flow": (1.0, 0.875, 0.75),
-    "warped_flow": (1.0, 0.875, 0.75),
-}
-DEFAULT_DROPOUT = {"rgb": 0.8, "rgb_diff": 0.8, "flow": 0.7, "warped_flow": 0.7}
+from tsn_keras.vocab import (
+    AUTO,
+    BACKBONES,
+    CONSENSUS_MODES,
+    CROP_COUNTS,
+    DEFAULT_DROPOUT,
+    DEFAULT_NEW_LENGTH,
+    DEFAULT_SCALES,
+    MODALITIES,
+    NORMALIZATIONS,
+    PRECISIONS,
+    STRATEGIES,
+    check_choice,
+)
 
 
 @dataclass
@@ -142,13 +134,13 @@ class Config:
     def validate(self) -> Config:
         """Check values that do not depend on the data; returns ``self``."""
         d, m, t, e = self.data, self.model, self.train, self.evaluate
-        _choice("data.modality", d.modality, MODALITIES)
-        _choice("data.normalization", d.normalization, NORMALIZATIONS)
-        _choice("model.backbone", m.backbone, BACKBONES)
-        _choice("model.consensus", m.consensus, CONSENSUS_MODES)
-        _choice("train.strategy", t.strategy, STRATEGIES)
-        _choice("train.mixed_precision", t.mixed_precision, PRECISIONS)
-        _choice("evaluate.num_crops", e.num_crops, CROP_COUNTS)
+        check_choice("data.modality", d.modality, MODALITIES)
+        check_choice("data.normalization", d.normalization, (AUTO, *NORMALIZATIONS))
+        check_choice("model.backbone", m.backbone, BACKBONES)
+        check_choice("model.consensus", m.consensus, CONSENSUS_MODES)
+        check_choice("train.strategy", t.strategy, STRATEGIES)
+        check_choice("train.mixed_precision", t.mixed_precision, PRECISIONS)
+        check_choice("evaluate.num_crops", e.num_crops, CROP_COUNTS)
         _at_least("data.num_segments", d.num_segments, 1)
         if d.new_length is not None:
             _at_least("data.new_length", d.new_length, 1)
@@ -181,11 +173,6 @@ class Config:
         _at_least("evaluate.num_snippets", e.num_snippets, 1)
         _at_least("evaluate.batch_size", e.batch_size, 1)
         return self
-
-
-def _choice(key: str, value: Any, allowed: tuple) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{key} must be one of {', '.join(map(str, allowed))}; got {value!r}")
 
 
 def _at_least(key: str, value: int, minimum: int) -> None:

@@ -54,9 +54,10 @@ def run_demo(run_dir: str | Path | None = None, *, quick: bool = False, workers:
     """Run the demo into ``run_dir`` (default ``runs/demo-<timestamp>``) and return its results."""
     from tfrecords_tools.convert import convert_dataset
     from tsn_keras.config import load_config
-    from tsn_keras.evaluation import evaluate, fuse
+    from tsn_keras.evaluation import evaluate
     from tsn_keras.export import export_saved_model
     from tsn_keras.plots import plot_confusion, plot_history
+    from tsn_keras.scores import fuse
     from tsn_keras.synthetic import generate_dataset
     from tsn_keras.training import train
 
@@ -95,10 +96,7 @@ def run_demo(run_dir: str | Path | None = None, *, quick: bool = False, workers:
         result = train(config, run_dir=run / stream, verbose="auto" if verbose else 0)
         artifacts[f"{stream} run"] = result.run_dir
         out = run / "eval" / stream
-        metrics[stream] = evaluate(result.run_dir, shards, config.data.test_split,
-                                   num_snippets=config.evaluate.num_snippets,
-                                   num_crops=config.evaluate.num_crops,
-                                   batch_size=config.evaluate.batch_size, output_dir=out)
+        metrics[stream] = evaluate(result.run_dir, output_dir=out)  # the recipe's evaluate: section
         score_files.append(out / "scores.npz")
         seconds[stream] = time.perf_counter() - t
 

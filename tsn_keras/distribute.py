@@ -19,8 +19,8 @@ import os
 
 import tensorflow as tf
 
-from tsn_keras.config import PRECISIONS, STRATEGIES
 from tsn_keras.errors import ConfigError
+from tsn_keras.vocab import PRECISIONS, STRATEGIES
 
 # One strategy object per kind and devices for the life of the process: a second
 # MirroredStrategy over the same devices reuses the collective keys of the first, and their

@@ -1,13 +1,10 @@
-"""Errors that are the user's to fix: the CLI prints them as one message and exits with code 2."""
+"""Errors that are the user's to fix, re-exported from the lower layer that defines them.
 
+``tfrecords_tools`` (conversion) and ``tsn_keras`` (training and everything above) raise the
+same three classes, so the CLI catches one ``TSNError`` for both. They are defined once, in
+``tfrecords_tools.errors``, because nothing in that package may import ``tsn_keras``.
+"""
 
-class TSNError(Exception):
-    """Base class for errors caused by input (configuration, data, files), not by a bug."""
+from tfrecords_tools.errors import ConfigError, DataError, TSNError
 
-
-class ConfigError(TSNError, ValueError):
-    """A configuration key or value is invalid; the message names the key and what is allowed."""
-
-
-class DataError(TSNError):
-    """Input data is missing, unreadable or inconsistent (videos, shards, score files)."""
+__all__ = ["ConfigError", "DataError", "TSNError"]

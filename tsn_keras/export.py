@@ -13,7 +13,7 @@
       difference; ``flow_x``, ``flow_y`` (1-D string, quantised flow JPEGs as ``tsn convert``
       stores them) for flow and warped flow -> ``logits``, ``probabilities`` ``(1, classes)``.
       Samples the T test snippets, cuts the crops and normalises with the same graph functions
-      as ``make_dataset(mode="test")`` (``pipeline.test_views``), and scores like ``evaluate``:
+      as ``make_dataset`` in test mode (``pipeline.test_views``), and scores like ``evaluate``:
       logits averaged over crops and snippets, then softmax.
   ``class_names``
       no input -> ``class_names`` (string ``[classes]``, index = class).
@@ -35,10 +35,16 @@ import os
 from pathlib import Path
 from typing import Any
 
+import keras
+import tensorflow as tf
+
+from tfrecords_tools.worker import stored_video_settings
+from tsn_keras.data.pipeline import test_views
 from tsn_keras.errors import ConfigError, DataError
-from tsn_keras.evaluation import video_scorer
+from tsn_keras.evaluation import test_clip_spec, video_scorer
 from tsn_keras.runs import load_run, read_class_names
 from tsn_keras.version import __version__
+from tsn_keras.vocab import is_flow
 
 SNIPPETS_SIGNATURE = "serving_default"
 JPEG_SIGNATURE = "serve_jpeg_frames"
@@ -49,42 +55,30 @@ EXPORT_FORMAT = "tsn-keras-export"
 
 def jpeg_inputs(modality: str) -> tuple[str, ...]:
     """Input names of the JPEG signature: ``frames``, or ``flow_x`` and ``flow_y`` for flow models."""
-    return ("flow_x", "flow_y") if modality in ("flow", "warped_flow") else ("frames",)
+    return ("flow_x", "flow_y") if is_flow(modality) else ("frames",)
 
 
 def export_saved_model(model_or_run, out_dir: str | os.PathLike, *, class_names: list[str] | str | None = None,
-                       modality: str | None = None, normalization: str | None = None, num_snippets: int = 25,
-                       num_crops: int = 10) -> Path:
+                       num_snippets: int | None = None, num_crops: int | None = None) -> Path:
     """Export a trained TSN as a SavedModel with a snippet signature and a JPEG-frames signature.
 
     Args:
-        model_or_run: a run folder, a ``.keras`` file or a ``keras.Model``.
+        model_or_run: a run folder, a ``.keras`` file or a ``TSN``.
         out_dir: output folder (``saved_model/``, ``model.keras``, ``export.json``).
-        class_names: a list of names or a file/conversion folder holding them; default: the run's
-            ``classes.json``, else the classes of the run's converted data.
-        modality, normalization: for bare models whose input does not tell (see ``runs.load_run``).
-        num_snippets, num_crops: the test protocol of the JPEG signature (T = 25, 10 crops).
+        class_names: a list of names or a file/conversion folder holding them, for a model that
+            holds none; default: the model's, the run's ``classes.json``, else the classes of the
+            run's converted data.
+        num_snippets, num_crops: the test protocol of the JPEG signature; default the recipe's
+            ``evaluate:`` section (the paper's T = 25, 10 crops for a bare model).
 
     Returns:
         The path of the SavedModel folder.
     """
-    import keras
-    import tensorflow as tf
-
-    from tsn_keras.config import CROP_COUNTS
-    from tsn_keras.data.pipeline import test_views
-    from tsn_keras.predict import conversion_options
-
-    if num_crops not in CROP_COUNTS:
-        raise ConfigError(f"num_crops must be one of {', '.join(map(str, CROP_COUNTS))}, got {num_crops}")
-    if num_snippets < 1:
-        raise ConfigError(f"num_snippets must be >= 1, got {num_snippets}")
-    run = load_run(model_or_run, modality=modality, normalization=normalization)
+    run = load_run(model_or_run)
+    clip = test_clip_spec(run, num_snippets, num_crops)
     names = _class_names(run, class_names)
-    model, size = run.model, run.input_size
-    channels = int(model.inputs[0].shape[-1])
-    data_root = run.config.data.root if run.config is not None and run.config.data.root else None
-    score = video_scorer(model, num_crops, num_snippets)
+    model, size, channels = run.model, run.input_size, run.model.channels
+    score = video_scorer(model, clip.num_crops, clip.num_snippets)
     names_tensor = tf.constant(names, dtype=tf.string)
 
     def outputs(logits):
@@ -97,8 +91,7 @@ def export_saved_model(model_or_run, out_dir: str | os.PathLike, *, class_names:
     def serve_frames(*frames):
         for name, value in zip(jpeg_inputs(run.modality), frames):
             tf.debugging.assert_positive(tf.size(value), message=f"{name} holds no JPEG frame")
-        views = test_views(tuple(frames) if len(frames) > 1 else frames[0], None, run.modality, run.new_length,
-                           num_snippets, num_crops, size, run.normalization)
+        views = test_views(tuple(frames) if len(frames) > 1 else frames[0], clip)
         return outputs(score(views[None]))
 
     archive = keras.export.ExportArchive()
@@ -114,13 +107,15 @@ def export_saved_model(model_or_run, out_dir: str | os.PathLike, *, class_names:
     saved = out / "saved_model"
     archive.write_out(str(saved), verbose=False)
     model.save(out / "model.keras")
+    settings = stored_video_settings(run.data_root)
+    conversion = {name: getattr(settings, name) for name in ("frame_size", "short_side", "jpeg_quality", "flow")}
     info: dict[str, Any] = {
         "format": EXPORT_FORMAT, "version": 1, "library_version": __version__,
         "modality": run.modality, "new_length": run.new_length, "input_size": size, "channels": channels,
-        "normalization": run.normalization, "num_snippets": num_snippets, "num_crops": num_crops,
+        "normalization": run.normalization, "num_snippets": clip.num_snippets, "num_crops": clip.num_crops,
         "signatures": {SNIPPETS_SIGNATURE: ["snippets"], JPEG_SIGNATURE: list(jpeg_inputs(run.modality)),
                        CLASSES_SIGNATURE: []},
-        "conversion": {k: list(v) if isinstance(v, tuple) else v for k, v in conversion_options(data_root).items()},
+        "conversion": {k: list(v) if isinstance(v, tuple) else v for k, v in conversion.items()},
         "class_names": names,
         "source": str(run.model_path) if run.model_path else model.name,
     }
@@ -150,12 +145,12 @@ def _class_names(run, class_names) -> list[str]:
         names = read_class_names(class_names)
     elif run.class_names is not None:
         names = run.class_names
-    elif run.config is not None and run.config.data.root:
-        names = read_class_names(run.config.data.root)
+    elif run.data_root is not None:
+        names = read_class_names(run.data_root)
     else:
         raise ConfigError("no class names for this model: pass class_names (--classes) with a classes.json, "
                           "a text file or the conversion folder")
-    classes = int(run.model.outputs[0].shape[-1])
+    classes = run.model.num_classes
     if len(names) != classes:
         raise DataError(f"the model has {classes} classes but {len(names)} class names were given")
     return names

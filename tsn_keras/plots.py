@@ -119,7 +119,7 @@ def plot_history(history_csv: str | os.PathLike, out_dir: str | os.PathLike, *, 
 def _metrics(metrics_or_path: dict[str, Any] | str | os.PathLike) -> dict[str, Any]:
     if isinstance(metrics_or_path, dict):
         return metrics_or_path
-    from tsn_keras.evaluation import load_metrics
+    from tsn_keras.scores import load_metrics
 
     return load_metrics(metrics_or_path)
 
@@ -279,7 +279,8 @@ def shard_frames(data_root: str | os.PathLike, video_id: str):
     """
     import cv2
 
-    from tsn_keras.data.records import ShardIndex, index_path, load_manifest, split_shards
+    from tfrecords_tools.manifest import load_manifest, split_shards
+    from tfrecords_tools.shards import ShardIndex, index_path
 
     manifest = load_manifest(data_root)
     for split in manifest["splits"]:
@@ -308,7 +309,7 @@ def shard_frames(data_root: str | os.PathLike, video_id: str):
     raise DataError(f"video {video_id!r} not found in the indexed RGB shards of {data_root}")
 
 
-def video_file_frames(path: str | os.PathLike, stored_size: dict | None = None, thumbnail_width: int = 170):
+def video_file_frames(path: str | os.PathLike, settings=None, thumbnail_width: int = 170):
     """Decode a video file (resized as the converter stored its data) into small RGB thumbnails.
 
     Returns ``(read, num_frames)``; an unreadable file is a ``DataError``.
@@ -318,7 +319,7 @@ def video_file_frames(path: str | os.PathLike, stored_size: dict | None = None, 
     from tsn_keras.predict import read_video
 
     thumbnails = []
-    for frame in read_video(path, **(stored_size or {})):
+    for frame in read_video(path, settings):
         height = max(1, round(frame.shape[0] * thumbnail_width / frame.shape[1]))
         small = cv2.resize(frame, (thumbnail_width, height), interpolation=cv2.INTER_AREA)
         thumbnails.append(cv2.cvtColor(small, cv2.COLOR_BGR2RGB))
@@ -342,7 +343,7 @@ def plot_run(run: str | os.PathLike, out_dir: str | os.PathLike | None = None, *
         The files written and one line per figure that could not be drawn (and why).
     """
     from tsn_keras.config import load_config
-    from tsn_keras.evaluation import METRICS_NAME
+    from tsn_keras.scores import METRICS_NAME
 
     run = Path(run)
     if run.is_file() and run.suffix == ".json":
@@ -371,9 +372,9 @@ def plot_run(run: str | os.PathLike, out_dir: str | os.PathLike | None = None, *
     modality = config.data.modality if config else "rgb"
     data_root = config.data.root if config and config.data.root else None
     if video is not None and Path(video).is_file():
-        from tsn_keras.predict import stored_size
+        from tfrecords_tools.worker import stored_video_settings
 
-        read, num_frames = video_file_frames(video, stored_size(data_root))
+        read, num_frames = video_file_frames(video, stored_video_settings(data_root))
         name = Path(video).name
     elif video is not None or data_root is not None:
         if data_root is None:
@@ -393,7 +394,8 @@ def plot_run(run: str | os.PathLike, out_dir: str | os.PathLike | None = None, *
 
 
 def _first_video(data_root, split: str) -> str:
-    from tsn_keras.data.records import ShardIndex, index_path, load_manifest, split_shards
+    from tfrecords_tools.manifest import load_manifest, split_shards
+    from tfrecords_tools.shards import ShardIndex, index_path
 
     splits = load_manifest(data_root)["splits"]
     for name in [split, *splits]:

@@ -44,6 +44,7 @@ from pathlib import Path
 from tsn_keras.checks import DataSummary, check_data
 from tsn_keras.config import Config, config_from_dict
 from tsn_keras.errors import ConfigError
+from tsn_keras.vocab import AUTO, backbone_preset
 
 log = logging.getLogger("tsn_keras.training")
 
@@ -92,14 +93,12 @@ def make_plan(config: Config, train_videos: int, replicas: int) -> Plan:
 
 def resolved(config: Config) -> Config:
     """``config`` with the modality's defaults written in (what ``config.yaml`` stores)."""
-    from tsn_keras.models.backbones import preprocessing_preset
-
     d, m = config.data, config.model
     data = replace(
         d,
         new_length=d.resolved_new_length(),
         scales=d.resolved_scales(),
-        normalization=preprocessing_preset(m.backbone) if d.normalization == "auto" else d.normalization,
+        normalization=backbone_preset(m.backbone) if d.normalization == AUTO else d.normalization,
     )
     return replace(config, data=data, model=replace(m, dropout=m.resolved_dropout(d.modality)))
 
@@ -179,6 +178,7 @@ def _fit(config: Config, data: DataSummary, plan: Plan, strategy, run: Path, ver
             len(data.classes), modality=d.modality, num_segments=d.num_segments, new_length=d.new_length,
             backbone=m.backbone, consensus=m.consensus, dropout=m.dropout, partial_bn=m.partial_bn,
             input_size=d.input_size, weights=m.weights, consensus_k=m.consensus_k, init_from=m.init_from,
+            normalization=d.normalization, class_names=list(data.classes),
         )
         model.compile(
             optimizer=make_optimizer(t, plan.iteration_size),

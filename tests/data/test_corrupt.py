@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.helpers import make_video
+from tests.helpers import dataset, make_video
+from tfrecords_tools.shards import ShardIndex, ShardWriter, index_path
 from tsn_keras.data import pipeline
-from tsn_keras.data.records import ShardIndex, ShardWriter, index_path
+from tsn_keras.data.clips import ClipSpec
 
 READ_MODES = ["index", "stream"]
 GARBAGE = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4  # a JPEG start marker, then nonsense
@@ -35,7 +36,7 @@ def videos(bad_frames=None, bad_video="b"):
 
 def val_dataset(shard, read_mode, **kwargs):
     options = {"mode": "val", "modality": "rgb", "batch_size": 2, "input_size": 16, "return_ids": True}
-    return pipeline.make_dataset([shard], read_mode=read_mode, **{**options, **kwargs})
+    return dataset([shard], read_mode=read_mode, **{**options, **kwargs})
 
 
 def ids_of(ds) -> list[str]:
@@ -88,7 +89,7 @@ def test_a_failed_record_checksum_names_the_shard_when_streaming(tmp_path):
 
 @pytest.mark.parametrize("read_mode", READ_MODES)
 def test_unsampled_frames_are_never_decoded(tmp_path, read_mode):
-    sampled = set(pipeline.ClipSpec("rgb", "val", 3, 1).frame_indices(9).numpy().tolist())
+    sampled = set(ClipSpec("rgb", "val", 3, 1).frame_indices(9).numpy().tolist())
     assert sampled == {1, 4, 7}
     shard = write_shard(tmp_path / "holes-00000.tfrecord", videos(bad_frames=set(range(9)) - sampled))
     x, _, ids = next(iter(val_dataset(shard, read_mode, batch_size=3)))

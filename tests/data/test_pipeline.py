@@ -11,9 +11,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.helpers import dataset
+from tfrecords_tools.manifest import split_shards, write_manifest
+from tfrecords_tools.schema import VideoRecord
+from tfrecords_tools.shards import ShardWriter
 from tsn_keras.config import DataConfig
-from tsn_keras.data import pipeline, records
-from tsn_keras.data.records import ShardWriter, VideoRecord, write_manifest
+from tsn_keras.data import pipeline
+from tsn_keras.data.clips import ClipSpec
 from tsn_keras.data.sampling import sample_offsets, snippet_frames
 from tsn_keras.errors import ConfigError
 
@@ -86,7 +90,12 @@ def collect(ds):
 def geometry_dataset(root, **kwargs):
     options = {"split": "train", "mode": "train", "batch_size": 3, "input_size": INPUT, "normalization": "raw",
                "return_ids": True, "drop_remainder": False, "seed": 0}
-    return pipeline.make_dataset(root, **{**options, **kwargs})
+    return dataset(root, **{**options, **kwargs})
+
+
+def views_clip(modality, snippets, crops, normalization) -> ClipSpec:
+    return ClipSpec(modality, "test", input_size=INPUT, num_snippets=snippets, num_crops=crops,
+                    normalization=normalization)
 
 
 def frame_numbers(clip: np.ndarray) -> np.ndarray:
@@ -102,8 +111,7 @@ CHANNELS = {"rgb": 3, "rgb_diff": 15, "flow": 10, "warped_flow": 10}
 @pytest.mark.parametrize("modality", list(CHANNELS))
 def test_shapes_and_dtypes_for_every_mode(tiny_shards, modality):
     for mode, split, views in (("train", "train", 3), ("val", "val", 3), ("test", "test", 25 * 3)):
-        ds = pipeline.make_dataset(tiny_shards, split=split, modality=modality, mode=mode, batch_size=4,
-                                   input_size=INPUT, num_crops=3, seed=1, return_ids=True)
+        ds = pipeline.make_dataset(tiny_shards, ClipSpec(modality=modality, mode=mode, input_size=INPUT, num_crops=3), split=split, batch_size=4, seed=1, return_ids=True)
         x, y, ids = next(iter(ds))
         assert x.shape == (4, views, INPUT, INPUT, CHANNELS[modality]), (mode, x.shape)
         assert x.dtype == tf.float32 and y.dtype == tf.int32 and ids.dtype == tf.string
@@ -112,8 +120,7 @@ def test_shapes_and_dtypes_for_every_mode(tiny_shards, modality):
 
 
 def test_ten_crop_test_batches_hold_25_snippets_per_crop(tiny_shards):
-    ds = pipeline.make_dataset(tiny_shards, split="test", modality="rgb", mode="test", batch_size=2,
-                               input_size=INPUT, num_crops=10)
+    ds = pipeline.make_dataset(tiny_shards, ClipSpec(modality="rgb", mode="test", input_size=INPUT, num_crops=10), split="test", batch_size=2)
     x, _ = next(iter(ds))
     assert x.shape == (2, 250, INPUT, INPUT, 3)
     labels = [int(v) for _, batch in ds for v in batch.numpy()]
@@ -123,9 +130,7 @@ def test_ten_crop_test_batches_hold_25_snippets_per_crop(tiny_shards):
 @pytest.mark.parametrize("modality,mode", [("flow", "train"), ("rgb_diff", "train"), ("rgb", "test")])
 def test_index_and_stream_readers_give_identical_tensors(tiny_shards, modality, mode):
     def run(read_mode):
-        return collect(pipeline.make_dataset(tiny_shards, split=mode, modality=modality, mode=mode, batch_size=4,
-                                             input_size=INPUT, num_crops=3, seed=7, return_ids=True,
-                                             read_mode=read_mode))
+        return collect(pipeline.make_dataset(tiny_shards, ClipSpec(modality=modality, mode=mode, input_size=INPUT, num_crops=3), split=mode, batch_size=4, seed=7, return_ids=True, read_mode=read_mode))
 
     index, stream = run("index"), run("stream")
     assert index[2] == stream[2]
@@ -135,8 +140,7 @@ def test_index_and_stream_readers_give_identical_tensors(tiny_shards, modality, 
 
 def test_same_seed_same_batches_epochs_differ(tiny_shards):
     def build(seed, repeat=False):
-        return pipeline.make_dataset(tiny_shards, split="train", modality="rgb", batch_size=4, input_size=INPUT,
-                                     seed=seed, repeat=repeat, return_ids=True)
+        return pipeline.make_dataset(tiny_shards, ClipSpec(modality="rgb", input_size=INPUT), split="train", batch_size=4, seed=seed, repeat=repeat, return_ids=True)
 
     ds = build(5)
     first, second = collect(ds), collect(ds)  # Keras iterates a non-repeating dataset once per epoch
@@ -160,8 +164,7 @@ def test_seeded_shuffle_works_when_the_global_seed_is_zero(tiny_shards):
     keras.utils.set_random_seed(0)
     try:
         for read_mode in ("index", "stream"):
-            ids = collect(pipeline.make_dataset(tiny_shards, split="train", modality="rgb", batch_size=4,
-                                                input_size=INPUT, seed=0, read_mode=read_mode, return_ids=True))[2]
+            ids = collect(pipeline.make_dataset(tiny_shards, ClipSpec(modality="rgb", input_size=INPUT), split="train", batch_size=4, seed=0, read_mode=read_mode, return_ids=True))[2]
             assert sorted(ids) == sorted(set(ids)) and len(ids) == 16
     finally:
         tf.random.set_seed(None)
@@ -246,7 +249,7 @@ def _top_left(views: np.ndarray) -> list[tuple[int, int]]:
 def test_ten_crop_views_positions_order_and_flow_flips():
     rgb, flow_x, flow_y = geometry_frames(30)
     snippets = 4
-    views = pipeline.test_views(rgb, None, "rgb", 1, snippets, 10, INPUT, "raw").numpy()
+    views = pipeline.test_views(rgb, views_clip("rgb", snippets, 10, "raw")).numpy()
     assert views.shape == (10 * snippets, INPUT, INPUT, 3)
     per_crop = views.reshape(10, snippets, INPUT, INPUT, 3)
     test_frames = sample_offsets(30, snippets, 1, "test").numpy()
@@ -258,7 +261,7 @@ def test_ten_crop_views_positions_order_and_flow_flips():
     # The flipped crops show the same windows mirrored: their first column is the window's last.
     assert _top_left(per_crop[5:, 0]) == [(x + INPUT - 1, y) for x, y in expected]
 
-    flow = pipeline.test_views((flow_x, flow_y), None, "flow", 5, snippets, 10, INPUT, "caffe_bgr").numpy()
+    flow = pipeline.test_views((flow_x, flow_y), views_clip("flow", snippets, 10, "caffe_bgr")).numpy()
     flow = flow.reshape(10, snippets, INPUT, INPUT, 10)
     np.testing.assert_allclose(flow[:5, ..., 0::2], 19.0, atol=1.0)
     np.testing.assert_allclose(flow[5:, ..., 0::2], -20.0, atol=1.0)  # mirrored: rightward reads leftward
@@ -268,12 +271,12 @@ def test_ten_crop_views_positions_order_and_flow_flips():
 
 def test_one_and_three_crop_positions_landscape_and_portrait():
     rgb, _, _ = geometry_frames(6)
-    one = pipeline.test_views(rgb, None, "rgb", 1, 2, 1, INPUT, "raw").numpy()
+    one = pipeline.test_views(rgb, views_clip("rgb", 2, 1, "raw")).numpy()
     assert _top_left(one) == [(8, 2), (8, 2)]
-    three = pipeline.test_views(rgb, None, "rgb", 1, 2, 3, INPUT, "raw").numpy()
+    three = pipeline.test_views(rgb, views_clip("rgb", 2, 3, "raw")).numpy()
     assert _top_left(three[::2]) == [(0, 2), (8, 2), (16, 2)]
     portrait, _, _ = geometry_frames(6, size=(36, 48))
-    three = pipeline.test_views(portrait, None, "rgb", 1, 2, 3, INPUT, "raw").numpy()
+    three = pipeline.test_views(portrait, views_clip("rgb", 2, 3, "raw")).numpy()
     assert _top_left(three[::2]) == [(2, 0), (2, 8), (2, 16)]
 
 
@@ -282,7 +285,7 @@ def test_test_views_equals_the_test_mode_dataset(geometry):
                                          num_crops=10, normalization="keras_tf"))
     video = geometry_video(ids[0], 0, dict(zip(["test0", "test1"], GEOMETRY_SPLITS["test"]))[ids[0]])
     frames = {"flow_x": video.frames["flow_x"], "flow_y": video.frames["flow_y"]}
-    views = pipeline.test_views(frames, video.num_frames - 1, "flow", None, 5, 10, INPUT, "keras_tf")
+    views = pipeline.test_views(frames, views_clip("flow", 5, 10, "keras_tf"), video.num_frames - 1)
     np.testing.assert_array_equal(views.numpy(), x[0])
 
 
@@ -296,8 +299,7 @@ def test_input_pipelines_read_disjoint_videos(tiny_shards, geometry, read_mode):
         for pipeline_id in range(pipelines):
             context = tf.distribute.InputContext(num_input_pipelines=pipelines, input_pipeline_id=pipeline_id,
                                                  num_replicas_in_sync=pipelines)
-            ds = pipeline.make_dataset(root, split="train", batch_size=1, input_size=INPUT, seed=0,
-                                       input_context=context, return_ids=True, read_mode=read_mode)
+            ds = pipeline.make_dataset(root, ClipSpec("rgb", input_size=INPUT), split="train", batch_size=1, seed=0, input_context=context, return_ids=True, read_mode=read_mode)
             seen.append({v.decode() for _, _, ids in ds for v in ids.numpy()})
             assert seen[-1]
         assert sum(len(s) for s in seen) == len(set().union(*seen)) == total
@@ -313,8 +315,9 @@ contexts = []
 def dataset_fn(context):
     contexts.append((context.num_input_pipelines, context.input_pipeline_id,
                      context.get_per_replica_batch_size(4)))
-    return pipeline.make_dataset(sys.argv[1], split="train", batch_size=context.get_per_replica_batch_size(4),
-                                 input_size=16, seed=0, input_context=context, return_ids=True)
+    return pipeline.make_dataset(sys.argv[1], pipeline.ClipSpec("rgb", input_size=16), split="train",
+                                 batch_size=context.get_per_replica_batch_size(4), seed=0, input_context=context,
+                                 return_ids=True)
 dist = strategy.distribute_datasets_from_function(dataset_fn)
 per_replica = [[], []]
 for x, y, ids in dist:
@@ -359,13 +362,13 @@ def test_dataset_from_config_reads_the_recipe_data_section(tiny_shards):
     assert x.shape == (2, 9, INPUT, INPUT, 10)
     with pytest.raises(ConfigError, match="val_split"):
         pipeline.dataset_from_config(DataConfig(root=str(tiny_shards), val_split=None), "val", 2, "caffe_bgr")
-    with pytest.raises(ConfigError, match="preprocessing_preset"):
+    with pytest.raises(ConfigError, match="backbone_preset"):
         pipeline.dataset_from_config(cfg, "train", 2, "auto")
 
 
 def test_count_videos(tiny_shards):
     assert pipeline.count_videos(tiny_shards, "train") == 16
-    assert pipeline.count_videos(records.split_shards(tiny_shards, "val")) == 8
+    assert pipeline.count_videos(split_shards(tiny_shards, "val")) == 8
 
 
 def test_invalid_arguments_name_the_key_and_the_choices(tiny_shards, geometry):
@@ -380,8 +383,8 @@ def test_invalid_arguments_name_the_key_and_the_choices(tiny_shards, geometry):
     ]
     for kwargs, message in cases:
         with pytest.raises(ConfigError, match=message):
-            pipeline.make_dataset(tiny_shards, split="train", **kwargs)
+            dataset(tiny_shards, split="train", **kwargs)
     with pytest.raises(ConfigError, match=r"split is required.*available splits: train, val, test"):
-        pipeline.make_dataset(tiny_shards)
+        pipeline.make_dataset(tiny_shards, ClipSpec("rgb"))
     with pytest.raises(ConfigError, match="warped_flow_x"):
-        pipeline.make_dataset(geometry, split="train", modality="warped_flow")
+        pipeline.make_dataset(geometry, ClipSpec(modality="warped_flow"), split="train")

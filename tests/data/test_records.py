@@ -5,14 +5,10 @@ import pytest
 import tensorflow as tf
 
 from tests.helpers import make_video, write_shards
-from tsn_keras.data.records import (
-    ShardIndex,
-    encode_video,
-    index_path,
-    load_manifest,
-    parse_video,
-    split_shards,
-)
+from tfrecords_tools.manifest import load_manifest, split_shards
+from tfrecords_tools.schema import encode_video
+from tfrecords_tools.shards import ShardIndex, index_path
+from tsn_keras.data.reader import parse_video
 from tsn_keras.errors import DataError
 
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from tsn_keras.errors import ConfigError
-from tsn_keras.models.consensus import CONSENSUS_MODES, SegmentConsensus
+from tsn_keras.models.consensus import SegmentConsensus
+from tsn_keras.vocab import CONSENSUS_MODES
 
 RNG = np.random.default_rng(0)
 LOGITS = RNG.normal(size=(2, 5, 4)).astype(np.float32)  # B=2, S=5 snippets, 4 classes

@@ -7,17 +7,11 @@ import numpy as np
 import pytest
 
 from tsn_keras.errors import ConfigError
-from tsn_keras.models.backbones import BACKBONES, build_backbone, preprocessing_preset
-from tsn_keras.models.consensus import CONSENSUS_MODES
+from tsn_keras.models.backbones import build_backbone
+from tsn_keras.models.layers import FoldedTimeDistributed
 from tsn_keras.models.transfer import cross_modality_weights
-from tsn_keras.models.tsn import (
-    FoldedTimeDistributed,
-    batch_norm_layers,
-    build_tsn,
-    input_channels,
-    set_partial_bn,
-    snippet_model,
-)
+from tsn_keras.models.tsn import batch_norm_layers, build_tsn, set_partial_bn, snippet_model
+from tsn_keras.vocab import BACKBONES, CONSENSUS_MODES, backbone_preset, input_channels
 
 SIZE, CLASSES = 64, 5
 TINY = {"backbone": "tiny", "input_size": SIZE}
@@ -245,7 +239,7 @@ def test_unknown_names_are_config_errors_listing_the_valid_ones(kwargs, valid):
 
 
 def test_preprocessing_presets():
-    assert [preprocessing_preset(name) for name in BACKBONES] == [
+    assert [backbone_preset(name) for name in BACKBONES] == [
         "caffe_bgr", "keras_tf", "keras_caffe", "keras_tf", "keras_tf"
     ]
 

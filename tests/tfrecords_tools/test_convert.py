@@ -17,8 +17,10 @@ from tests.tfrecords_tools.conftest import SLICE_OPTIONS, panning_frames, shard_
 from tfrecords_tools.convert import convert_dataset
 from tfrecords_tools.flow import BOUND, dequantize_flow
 from tfrecords_tools.journal import JOURNAL_NAME
+from tfrecords_tools.manifest import load_manifest, split_shards
+from tfrecords_tools.shards import ShardIndex, index_path
 from tsn_keras.cli import main as tsn
-from tsn_keras.data.records import ShardIndex, index_path, load_manifest, parse_video, split_shards
+from tsn_keras.data.reader import parse_video
 from tsn_keras.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from tfrecords_tools.inspect import summarize, verify
+from tfrecords_tools.manifest import load_manifest
+from tfrecords_tools.shards import ShardIndex, index_path
 from tsn_keras.cli import main as tsn
-from tsn_keras.data.records import ShardIndex, index_path, load_manifest
 
 
 @pytest.fixture()

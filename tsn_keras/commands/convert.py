@@ -14,11 +14,10 @@ from __future__ import annotations
 import argparse
 import os
 
+from tfrecords_tools.datasets import FORMATS
+from tfrecords_tools.flow import ALGORITHMS as FLOWS
 from tsn_keras.errors import ConfigError
-
-FORMATS = ("ucf101", "hmdb51", "folder", "list")
-FLOWS = ("tvl1", "dis", "farneback")
-MODALITIES = ("rgb", "flow", "warped_flow")
+from tsn_keras.vocab import CONVERTED_MODALITIES
 
 
 def _frame_size(text: str) -> tuple[int, int]:
@@ -31,9 +30,9 @@ def _frame_size(text: str) -> tuple[int, int]:
 
 def _modalities(text: str) -> tuple[str, ...]:
     names = tuple(m.strip() for m in text.split(",") if m.strip())
-    unknown = [m for m in names if m not in MODALITIES]
+    unknown = [m for m in names if m not in CONVERTED_MODALITIES]
     if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown modality {unknown or text!r}; choose from {', '.join(MODALITIES)}")
+        raise argparse.ArgumentTypeError(f"unknown modality {unknown or text!r}; choose from {', '.join(CONVERTED_MODALITIES)}")
     return names
 
 
@@ -70,7 +69,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="share of train moved to a seeded 'val' split (by group for ucf101/hmdb51) [0]")
     parser.add_argument("--seed", type=int, default=0, help="seed of the val split and of the train order [0]")
     parser.add_argument("--modalities", type=_modalities, default=("rgb",),
-                        help=f"comma-separated: {', '.join(MODALITIES)} [rgb]")
+                        help=f"comma-separated: {', '.join(CONVERTED_MODALITIES)} [rgb]")
     parser.add_argument("--flow", choices=FLOWS, default="tvl1",
                         help="optical flow: tvl1 (the paper's, ~1 s/frame on CPU), dis (fast), farneback [tvl1]")
     size = parser.add_mutually_exclusive_group()

@@ -17,7 +17,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from tsn_keras.evaluation import fuse, summary_line
+    from tsn_keras.scores import fuse, summary_line
 
     metrics = fuse(args.scores, weights=args.weights, output_dir=args.out)
     if args.json:

@@ -21,7 +21,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tfrecords_tools.inspect import contact_sheet, summarize, verify
-    from tsn_keras.data.records import load_manifest
+    from tfrecords_tools.manifest import load_manifest
     from tsn_keras.errors import ConfigError
 
     if args.videos < 1 or args.frames < 1:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from tsn_keras.vocab import CROP_COUNTS
+
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("video", help="a video file")
@@ -14,7 +16,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", type=float, nargs="+", default=None,
                         help="stream weights (default: RGB 1 : flow 1.5, the paper's)")
     parser.add_argument("--top", type=int, default=5, help="how many classes to show (default: 5)")
-    parser.add_argument("--crops", type=int, choices=(1, 3, 10), default=None,
+    parser.add_argument("--crops", type=int, choices=CROP_COUNTS, default=None,
                         help="test crops (default: the run's evaluate.num_crops, else 10)")
     parser.add_argument("--classes", default=None, help="class names for a bare .keras model")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")

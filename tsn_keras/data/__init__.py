@@ -1,19 +1,19 @@
 """The input side of TSN: shards written by ``tsn convert`` -> sampled, augmented clips (tf.data).
 
-- ``records``: the record schema, shard writer and byte index (shared with the converter).
 - ``sampling``: segment sampling, ``sample_offsets`` and ``snippet_frames``.
 - ``augment``: crop candidates and offsets, flips, normalisation presets (``normalize``).
-- ``clips``: ``ClipSpec``, from a clip's sampled JPEG strings to model input.
+- ``clips``: ``ClipSpec``, what a clip looks like (the typed spec of ``make_dataset``), from a
+  clip's sampled JPEG strings to model input.
 - ``reader``: the indexed byte reader and the record stream.
 - ``failures``: unreadable clips, reported with shard and video or skipped and counted.
 - ``pipeline``: ``make_dataset``, ``dataset_from_config``, ``count_videos``, ``test_views``.
 
-The names below are imported on first use, so that ``tsn_keras.data.records`` stays importable
-without TensorFlow (converter worker processes rely on that).
+The record schema, byte index and manifest are the shard format's, in ``tfrecords_tools``. The
+names below are imported on first use, so that importing this package does not load TensorFlow.
 
 Example:
     >>> from tsn_keras.data import make_dataset  # doctest: +SKIP
-    >>> ds = make_dataset("data/ucf101", split="train", modality="rgb", batch_size=32, seed=0)  # doctest: +SKIP
+    >>> ds = make_dataset("data/ucf101", ClipSpec("rgb"), split="train", batch_size=32, seed=0)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ _EXPORTS = {
     "test_views": "pipeline",
     "CorruptCounter": "failures",
     "normalize": "augment",
-    "NORMALIZATIONS": "augment",
     "multiscale_crop_sizes": "augment",
     "fixed_crop_offsets": "augment",
     "sample_offsets": "sampling",

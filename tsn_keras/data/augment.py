@@ -12,12 +12,10 @@ quantised byte (``x -> 255 - x``), in training and in the flipped test crops ali
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import tensorflow as tf
 
 from tsn_keras.data.sampling import stateless_seed, uniform_ints
-from tsn_keras.errors import ConfigError
+from tsn_keras.vocab import CROP_COUNTS, MODALITIES, NORMALIZATIONS, PRESETS, Preset, check_choice, is_flow
 
 # tsn-pytorch's fixed crop offsets in units of ((W - w) // 4, (H - h) // 4): the four corners and
 # the centre, then (more_fix_crop) the edge centres and the four quarter points.
@@ -134,6 +132,7 @@ def multi_crop_boxes(width, height, input_size: int, num_crops: int) -> list[tup
     bottom for portrait frames). 10 crops: the 4 corners and the centre (the 5 fixed offsets),
     then the same 5 flipped, as in the paper's test protocol.
     """
+    check_choice("num_crops", num_crops, CROP_COUNTS)
     width, height = tf.cast(width, tf.int32), tf.cast(height, tf.int32)
     if num_crops == 1:
         return [(_centre(width, input_size), _centre(height, input_size), False)]
@@ -143,11 +142,10 @@ def multi_crop_boxes(width, height, input_size: int, num_crops: int) -> list[tup
         x_end, y_end = width - input_size, height - input_size
         starts = (tf.zeros([], tf.int32), tf.where(landscape, x_mid, y_mid), tf.where(landscape, x_end, y_end))
         return [(tf.where(landscape, along, x_mid), tf.where(landscape, y_mid, along), False) for along in starts]
-    if num_crops == 10:
-        w_step, h_step = (width - input_size) // 4, (height - input_size) // 4
-        corners = [(a * w_step, b * h_step) for a, b in offset_steps(False)]
-        return [(x, y, False) for x, y in corners] + [(x, y, True) for x, y in corners]
-    raise ConfigError(f"num_crops must be one of 1, 3, 10; got {num_crops!r}")
+    # 10 crops
+    w_step, h_step = (width - input_size) // 4, (height - input_size) // 4
+    corners = [(a * w_step, b * h_step) for a, b in offset_steps(False)]
+    return [(x, y, False) for x, y in corners] + [(x, y, True) for x, y in corners]
 
 
 def flip_frames(frames: dict[str, tf.Tensor], flip, flow_x_key: str | None,
@@ -174,44 +172,12 @@ def flip_frames(frames: dict[str, tf.Tensor], flip, flow_x_key: str | None,
 
 # --- normalisation ------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Preset:
-    """``out = (x - mean) * scale`` per channel (in output channel order) on 0..255 input."""
-
-    bgr: bool
-    mean: tuple[float, float, float]
-    scale: tuple[float, float, float]
-
-    @property
-    def flow_scale(self) -> float:
-        """Flow is ``(q - 128) * flow_scale``: the preset's mean channel scale."""
-        return sum(self.scale) / 3
-
-
-_TORCH_MEAN, _TORCH_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-PRESETS: dict[str, Preset] = {
-    # BN-Inception converted from Caffe: BGR, 0..255, mean (104, 117, 128), std 1 (TSN_SEMANTICS.md).
-    "caffe_bgr": Preset(True, (104.0, 117.0, 128.0), (1.0, 1.0, 1.0)),
-    # keras.applications "caffe" mode (ResNet50, ...): BGR minus the ImageNet means.
-    "keras_caffe": Preset(True, (103.939, 116.779, 123.68), (1.0, 1.0, 1.0)),
-    # keras.applications "tf" mode (InceptionV3, MobileNetV2, ...): RGB scaled to [-1, 1].
-    "keras_tf": Preset(False, (127.5, 127.5, 127.5), (1 / 127.5,) * 3),
-    # keras.applications "torch" mode: RGB / 255, ImageNet mean and std.
-    "keras_torch": Preset(False, tuple(255.0 * m for m in _TORCH_MEAN),
-                          tuple(1 / (255.0 * s) for s in _TORCH_STD)),
-    "raw": Preset(False, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
-}
-NORMALIZATIONS: tuple[str, ...] = tuple(PRESETS)
-
 _FLOW_ZERO = 128.0  # the quantised byte of zero motion
 
 
 def get_preset(name: str) -> Preset:
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise ConfigError(f"normalization must be one of {', '.join(NORMALIZATIONS)}; got {name!r}") from None
+    check_choice("normalization", name, NORMALIZATIONS)
+    return PRESETS[name]
 
 
 def normalize(frames, modality: str, preset: str, channels_reversed: bool = False) -> tf.Tensor:
@@ -229,10 +195,9 @@ def normalize(frames, modality: str, preset: str, channels_reversed: bool = Fals
     """
     spec = get_preset(preset)
     frames = tf.cast(frames, tf.float32)
-    if modality in ("flow", "warped_flow"):
+    check_choice("modality", modality, MODALITIES)
+    if is_flow(modality):
         return (frames - _FLOW_ZERO) * spec.flow_scale
-    if modality not in ("rgb", "rgb_diff"):
-        raise ConfigError(f"modality must be one of rgb, rgb_diff, flow, warped_flow; got {modality!r}")
     if spec.bgr and not channels_reversed:
         frames = tf.reverse(frames, axis=[-1])
     frames = _channel_affine(frames, spec.mean, spec.scale)

@@ -5,7 +5,7 @@ L, input size, augmentation, normalisation). Its two graph methods are the whole
 
 - ``frame_indices(count, seed)``: which frames to read (``sampling.sample_offsets`` +
   ``snippet_frames``), so that the readers fetch only those;
-- ``views(jpegs, seed)``: ``[num_keys, n]`` JPEG strings of the sampled frames -> float32
+- ``make_views(jpegs, seed)``: ``[num_keys, n]`` JPEG strings of the sampled frames -> float32
   ``[K, S, S, C]`` (train/val) or ``[crops * T, S, S, C]`` crop-major (test).
 
 Train and val decode only the crop window (``decode_and_crop_jpeg``); test decodes whole frames
@@ -20,10 +20,21 @@ from dataclasses import dataclass
 import tensorflow as tf
 
 from tsn_keras.data import augment, sampling
-from tsn_keras.data.records import MODALITY_KEYS
 from tsn_keras.errors import ConfigError
+from tsn_keras.vocab import (
+    AUTO,
+    CROP_COUNTS,
+    DEFAULT_SCALES,
+    MODALITIES,
+    MODALITY_KEYS,
+    MODES,
+    check_choice,
+    frames_per_snippet,
+    input_channels,
+    is_flow,
+    resolve_new_length,
+)
 
-CROP_COUNTS = (1, 3, 10)
 # libjpeg's accurate integer IDCT, the default of PIL and OpenCV that tsn-pytorch and the
 # converter use; TensorFlow's own default is the faster, less exact one.
 _DCT_METHOD = "INTEGER_ACCURATE"
@@ -34,50 +45,72 @@ _MAX_UNROLLED = 32
 
 @dataclass(frozen=True)
 class ClipSpec:
-    """What one clip (train/val) or one video's test views look like.
+    """What one clip (train/val) or one video's test views look like: the typed spec of ``make_dataset``.
+
+    Build one by hand, from a recipe (``from_config``), or from a trained model's protocol
+    (``evaluation.test_clip_spec``).
 
     Args:
         modality: ``rgb``, ``rgb_diff``, ``flow`` or ``warped_flow``.
-        mode: ``train``, ``val`` or ``test``.
-        num_segments: K in train/val, T (snippets) in test.
-        new_length: L (1 for rgb; RGB difference reads L+1 frames and gives L differences).
+        mode: ``train`` (random segment sampling, multi-scale crop, flip), ``val`` (segment
+            centres, centre crop) or ``test`` (``num_snippets`` snippets x ``num_crops``).
+        num_segments: K, the segments of a train/val clip.
+        new_length: L; ``None`` is the modality's default (1 for rgb, 5 otherwise). RGB
+            difference reads L+1 frames and gives L differences.
         input_size: side S of the square network input.
-        scales, max_distort, more_fix_crop, flip: training augmentation.
-        normalization: a preset of ``augment.NORMALIZATIONS``.
-        num_crops: test crops, 1, 3 or 10.
+        scales, max_distort, more_fix_crop, flip: training augmentation; ``scales=None`` is the
+            modality's default.
+        normalization: a preset of ``vocab.NORMALIZATIONS`` (not ``"auto"``: resolve it first).
+        num_snippets, num_crops: the test protocol (T = 25; 1, 3 or 10 crops).
+
+    Example:
+        >>> spec = ClipSpec("flow", "train", num_segments=3, input_size=112)  # doctest: +SKIP
+        >>> spec.output_shape  # doctest: +SKIP
+        (3, 112, 112, 10)
     """
 
     modality: str
-    mode: str
-    num_segments: int
-    new_length: int
+    mode: str = "train"
+    num_segments: int = 3
+    new_length: int | None = None
     input_size: int = 224
-    scales: tuple[float, ...] = (1.0, 0.875, 0.75, 0.66)
+    scales: tuple[float, ...] | None = None
     max_distort: int = 1
     more_fix_crop: bool = True
     flip: bool = True
     normalization: str = "caffe_bgr"
+    num_snippets: int = 25
     num_crops: int = 1
 
     def __post_init__(self) -> None:
-        if self.modality not in MODALITY_KEYS:
-            raise ConfigError(f"modality must be one of {', '.join(MODALITY_KEYS)}; got {self.modality!r}")
-        if self.mode not in sampling.MODES:
-            raise ConfigError(f"mode must be one of {', '.join(sampling.MODES)}; got {self.mode!r}")
-        for name in ("num_segments", "new_length", "input_size"):
+        check_choice("modality", self.modality, MODALITIES)
+        check_choice("mode", self.mode, MODES)
+        # Resolve the modality's defaults once, so every reader of the spec sees numbers.
+        object.__setattr__(self, "new_length", resolve_new_length(self.modality, self.new_length))
+        scales = DEFAULT_SCALES[self.modality] if self.scales is None else tuple(self.scales)
+        object.__setattr__(self, "scales", scales)
+        for name in ("num_segments", "input_size", "num_snippets"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
-        if self.modality == "rgb" and self.new_length != 1:
-            raise ConfigError(f"new_length must be 1 for modality rgb (one frame per snippet), "
-                              f"got {self.new_length}")
         if not self.scales or any(not 0 < s <= 1 for s in self.scales):
             raise ConfigError(f"scales must be a non-empty list of numbers in (0, 1], got {list(self.scales)}")
         if self.max_distort < 0:
             raise ConfigError(f"max_distort must be >= 0, got {self.max_distort}")
-        if self.num_crops not in CROP_COUNTS:
-            raise ConfigError(f"num_crops must be one of 1, 3, 10; got {self.num_crops!r}")
+        check_choice("num_crops", self.num_crops, CROP_COUNTS)
+        if self.normalization == AUTO:
+            raise ConfigError("normalization 'auto' must be resolved to the backbone's preset first "
+                              "(vocab.backbone_preset)")
         augment.get_preset(self.normalization)
+
+    @classmethod
+    def from_config(cls, data, mode: str, normalization: str, *, num_snippets: int = 25,
+                    num_crops: int = 1) -> ClipSpec:
+        """The spec of a recipe's ``data`` section (``config.DataConfig``) in ``mode``."""
+        return cls(modality=data.modality, mode=mode, num_segments=data.num_segments, new_length=data.new_length,
+                   input_size=data.input_size, scales=data.scales, max_distort=data.max_distort,
+                   more_fix_crop=data.more_fix_crop, flip=data.flip, normalization=normalization,
+                   num_snippets=num_snippets, num_crops=num_crops)
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -86,33 +119,42 @@ class ClipSpec:
 
     @property
     def is_flow(self) -> bool:
-        return self.modality in ("flow", "warped_flow")
+        return is_flow(self.modality)
+
+    @property
+    def snippets(self) -> int:
+        """Snippets per clip: K in train/val, T in test."""
+        return self.num_snippets if self.mode == "test" else self.num_segments
+
+    @property
+    def num_views(self) -> int:
+        """Network inputs per clip: K in train/val, ``num_crops * T`` (crop-major) in test."""
+        return self.snippets * (self.num_crops if self.mode == "test" else 1)
 
     @property
     def frames_per_snippet(self) -> int:
-        return self.new_length + 1 if self.modality == "rgb_diff" else self.new_length
+        return frames_per_snippet(self.modality, self.new_length)
 
     @property
     def frames_per_clip(self) -> int:
-        return self.num_segments * self.frames_per_snippet
+        return self.snippets * self.frames_per_snippet
 
     @property
     def channels(self) -> int:
-        return {"rgb": 3, "rgb_diff": 3 * self.new_length}.get(self.modality, 2 * self.new_length)
+        return input_channels(self.modality, self.new_length)
 
     @property
     def output_shape(self) -> tuple[int, int, int, int]:
-        views = self.num_segments * (self.num_crops if self.mode == "test" else 1)
-        return (views, self.input_size, self.input_size, self.channels)
+        return (self.num_views, self.input_size, self.input_size, self.channels)
 
     # --- graph functions ---------------------------------------------------------------
 
     def frame_indices(self, count, seed=None) -> tf.Tensor:
         """int32 ``[K * frames_per_snippet]``: snippet by snippet, the frames to read."""
-        offsets = sampling.sample_offsets(count, self.num_segments, self.frames_per_snippet, self.mode, seed)
+        offsets = sampling.sample_offsets(count, self.snippets, self.frames_per_snippet, self.mode, seed)
         return tf.reshape(sampling.snippet_frames(offsets, self.frames_per_snippet, count), [-1])
 
-    def views(self, jpegs, seed=None) -> tf.Tensor:
+    def make_views(self, jpegs, seed=None) -> tf.Tensor:
         """float32 ``output_shape`` from the ``[len(keys), frames_per_clip]`` sampled JPEG strings."""
         jpegs = tf.ensure_shape(tf.convert_to_tensor(jpegs, tf.string), [len(self.keys), self.frames_per_clip])
         # All frames of a video share one size; read it from the first JPEG's header.
@@ -190,7 +232,7 @@ class ClipSpec:
 
     def _assemble(self, frames: dict[str, tf.Tensor]) -> tf.Tensor:
         """Per-snippet channel stacking and normalisation: ``[K * F, S, S, c]`` -> ``[K, S, S, C]``."""
-        k, f, s = self.num_segments, self.frames_per_snippet, self.input_size
+        k, f, s = self.snippets, self.frames_per_snippet, self.input_size
         if self.modality == "rgb":
             return augment.normalize(frames["rgb"], "rgb", self.normalization, channels_reversed=True)
         if self.modality == "rgb_diff":

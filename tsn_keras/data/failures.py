@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import tensorflow as tf
 
-from tsn_keras.data.reader import GATE
+from tsn_keras.data.reader import PYTHON_CALLS
 
 log = logging.getLogger("tsn_keras.data.pipeline")
 
@@ -51,7 +51,7 @@ class CorruptCounter:
         return np.bool_(False)
 
 
-def plain(fn):
+def without_autograph(fn):
     """``fn`` traced as written: it has no Python control flow on tensors for AutoGraph to
     rewrite, and skipping the conversion makes building a dataset faster."""
     return tf.autograph.experimental.do_not_convert(fn)
@@ -69,7 +69,7 @@ def map_keeping_failures(ds: tf.data.Dataset, fn, empty, describe, deterministic
     """
     def chunk_outputs(chunk):
         size = tf.shape(tf.nest.flatten(chunk)[0], out_type=tf.int64)[0]
-        mapped = tf.data.Dataset.from_tensor_slices(chunk).enumerate().map(plain(lambda i, e: (i, fn(e))))
+        mapped = tf.data.Dataset.from_tensor_slices(chunk).enumerate().map(without_autograph(lambda i, e: (i, fn(e))))
         end = {**empty(tf.nest.map_structure(lambda t: t[0], chunk)), "ok": tf.constant(False)}
         stream = mapped.ignore_errors().concatenate(tf.data.Dataset.from_tensors((size, end)))
 
@@ -84,10 +84,10 @@ def map_keeping_failures(ds: tf.data.Dataset, fn, empty, describe, deterministic
             what = tf.cond(position > expected, noted, lambda: out["what"])
             return position + 1, {**out, "lost": out["lost"] + position - expected, "what": what}
 
-        return stream.scan(tf.constant(0, tf.int64), plain(account))
+        return stream.scan(tf.constant(0, tf.int64), without_autograph(account))
 
     # block_length covers a whole chunk and its marker, so the output keeps the input's order.
-    return ds.batch(_CHUNK).interleave(plain(chunk_outputs), block_length=_CHUNK + 1,
+    return ds.batch(_CHUNK).interleave(without_autograph(chunk_outputs), block_length=_CHUNK + 1,
                                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
 
 
@@ -97,7 +97,7 @@ def report_failures(ds: tf.data.Dataset, counter: CorruptCounter | None) -> tf.d
     if counter is not None:
         def keep(e):
             def report():
-                counted = GATE.call(counter.record, [e["what"], e["lost"]], tf.bool, lambda: tf.constant(False),
+                counted = PYTHON_CALLS.call(counter.record, [e["what"], e["lost"]], tf.bool, lambda: tf.constant(False),
                                     stateful=True)
                 return tf.reshape(counted, [])
 
@@ -105,7 +105,7 @@ def report_failures(ds: tf.data.Dataset, counter: CorruptCounter | None) -> tf.d
             with tf.control_dependencies([reported]):
                 return tf.identity(e["ok"])
 
-        return ds.filter(plain(keep))
+        return ds.filter(without_autograph(keep))
 
     def check(e):
         message = tf.strings.join([e["what"], "; make_dataset(skip_corrupt=True) (data.skip_corrupt: true) "
@@ -113,4 +113,4 @@ def report_failures(ds: tf.data.Dataset, counter: CorruptCounter | None) -> tf.d
         with tf.control_dependencies([tf.debugging.Assert(tf.equal(e["lost"], 0), [message], summarize=1)]):
             return {**e, "ok": tf.identity(e["ok"])}
 
-    return ds.map(plain(check)).filter(lambda e: e["ok"])
+    return ds.map(without_autograph(check)).filter(lambda e: e["ok"])

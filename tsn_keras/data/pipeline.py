@@ -24,18 +24,15 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from tsn_keras.config import DEFAULT_NEW_LENGTH, DEFAULT_SCALES
 from tsn_keras.data import failures, reader
-from tsn_keras.data.augment import NORMALIZATIONS, normalize
 from tsn_keras.data.clips import ClipSpec
 from tsn_keras.data.failures import CorruptCounter
-from tsn_keras.data.records import MODALITY_KEYS, parse_video
+from tsn_keras.data.reader import parse_video
 from tsn_keras.errors import ConfigError
+from tsn_keras.vocab import READ_MODES, check_choice
 
-__all__ = ["READ_MODES", "CorruptCounter", "count_videos", "dataset_from_config", "make_dataset", "normalize",
-           "test_views"]
+__all__ = ["ClipSpec", "CorruptCounter", "count_videos", "dataset_from_config", "make_dataset", "test_views"]
 
-READ_MODES = ("auto", "index", "stream")
 AUTOTUNE = tf.data.AUTOTUNE
 _MAX_CYCLE = 8  # shards read at once: enough to mix classes across shards in a small shuffle buffer
 # Clips whose JPEG bytes one call into Python fetches (indexed reader): a call costs about as much
@@ -43,28 +40,21 @@ _MAX_CYCLE = 8  # shards read at once: enough to mix classes across shards in a 
 _FETCH_GROUP = 16
 
 
-def make_dataset(source, *, split=None, modality="rgb", mode="train", num_segments=3, new_length=None,
-                 batch_size=8, input_size=224, seed=None, num_snippets=25, num_crops=1, scales=None,
-                 max_distort=1, more_fix_crop=True, flip=True, normalization="caffe_bgr", shuffle_buffer=64,
-                 repeat=False, drop_remainder=None, input_context=None, skip_corrupt=False, return_ids=False,
-                 read_mode="auto") -> tf.data.Dataset:
+def make_dataset(source, clip: ClipSpec, *, split: str | None = None, batch_size: int = 8, seed: int | None = None,
+                 shuffle_buffer: int = 64, repeat: bool = False, drop_remainder: bool | None = None,
+                 input_context=None, skip_corrupt=False, return_ids: bool = False,
+                 read_mode: str = "auto") -> tf.data.Dataset:
     """Batches of TSN clips from converted shards.
 
     Args:
         source: a conversion folder (with ``split``), a shard path or a list of shard paths.
+        clip: what a clip looks like (modality, mode, K or T x crops, L, size, augmentation,
+            normalisation): a ``ClipSpec``, by hand, ``ClipSpec.from_config`` for a recipe, or
+            ``evaluation.test_clip_spec`` for a trained model.
         split: the split of a conversion folder (``"train"``, ``"val"``, ``"test"``).
-        modality: ``rgb``, ``rgb_diff``, ``flow`` or ``warped_flow``.
-        mode: ``train`` (random segment sampling, multi-scale crop, flip, shuffling), ``val``
-            (segment centres, centre crop) or ``test`` (``num_snippets`` snippets x ``num_crops``).
-        num_segments: K (train/val).
-        new_length: L; ``None`` is the modality's default (1 for rgb, 5 otherwise).
         batch_size: clips per batch (per replica when ``input_context`` is given).
         input_size: side of the square network input.
         seed: same seed, same batches; each epoch (or re-iteration) differs. ``None``: random.
-        num_snippets, num_crops: the test protocol (T = 25; 1, 3 or 10 crops).
-        scales, max_distort, more_fix_crop, flip: training augmentation; ``scales=None`` is the
-            modality's default.
-        normalization: ``caffe_bgr``, ``keras_caffe``, ``keras_tf``, ``keras_torch`` or ``raw``.
         shuffle_buffer: examples in the shuffle buffer (train), after the shard-order shuffle.
         repeat: repeat forever, a new epoch key each pass.
         drop_remainder: ``None`` drops the last partial batch in train mode only.
@@ -83,16 +73,16 @@ def make_dataset(source, *, split=None, modality="rgb", mode="train", num_segmen
         (``None`` unless skipping).
 
     Example:
-        >>> ds = make_dataset("data/ucf101", split="train", modality="flow", seed=0)  # doctest: +SKIP
+        >>> ds = make_dataset("data/ucf101", ClipSpec("flow"), split="train", seed=0)  # doctest: +SKIP
         >>> x, y = next(iter(ds))  # doctest: +SKIP  x: (8, 3, 224, 224, 10)
     """
-    spec = _clip_spec(modality, mode, num_segments, new_length, input_size, num_snippets, num_crops, scales,
-                      max_distort, more_fix_crop, flip, normalization)
+    if not isinstance(clip, ClipSpec):
+        raise ConfigError(f"clip must be a ClipSpec (what a clip looks like), got {type(clip).__name__}")
+    spec, mode = clip, clip.mode
     for name, value in (("batch_size", batch_size), ("shuffle_buffer", shuffle_buffer)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
-    if read_mode not in READ_MODES:
-        raise ConfigError(f"read_mode must be one of {', '.join(READ_MODES)}; got {read_mode!r}")
+    check_choice("read_mode", read_mode, READ_MODES)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ConfigError(f"seed must be an integer or None, got {seed!r}")
     if isinstance(skip_corrupt, bool):
@@ -105,7 +95,7 @@ def make_dataset(source, *, split=None, modality="rgb", mode="train", num_segmen
     if manifest is not None and manifest.get("stored_keys"):
         missing = [k for k in spec.keys if k not in manifest["stored_keys"]]
         if missing:
-            raise ConfigError(f"modality {modality!r} needs {missing[0]!r} frames, but {source} stores only "
+            raise ConfigError(f"modality {spec.modality!r} needs {missing[0]!r} frames, but {source} stores only "
                               f"{', '.join(manifest['stored_keys'])}")
     indexed = all(reader.has_local_index(p) for p in paths)
     if read_mode == "index" and not indexed:
@@ -115,7 +105,7 @@ def make_dataset(source, *, split=None, modality="rgb", mode="train", num_segmen
     use_index = read_mode == "index" or (read_mode == "auto" and indexed)
 
     shard_ids, element_split = _distribute(len(paths), input_context)
-    plan = _Plan(spec, paths, shard_ids, element_split, seed, shuffle_buffer if mode == "train" else 0)
+    plan = _DatasetGraph(spec, paths, shard_ids, element_split, seed, shuffle_buffer if mode == "train" else 0)
     if use_index:
         clips = plan.indexed(reader.IndexedShards(paths, spec.keys), repeat)
     else:
@@ -128,22 +118,6 @@ def make_dataset(source, *, split=None, modality="rgb", mode="train", num_segmen
     dataset = clips.batch(batch_size, drop_remainder=drop).prefetch(AUTOTUNE)
     dataset.corrupt_counter = counter
     return dataset
-
-
-def _clip_spec(modality, mode, num_segments, new_length, input_size, num_snippets, num_crops, scales,
-               max_distort, more_fix_crop, flip, normalization) -> ClipSpec:
-    if modality not in MODALITY_KEYS:
-        raise ConfigError(f"modality must be one of {', '.join(MODALITY_KEYS)}; got {modality!r}")
-    if normalization not in NORMALIZATIONS:
-        raise ConfigError(f"normalization must be one of {', '.join(NORMALIZATIONS)}; got {normalization!r} "
-                          "('auto' is resolved from the backbone: models.backbones.preprocessing_preset)")
-    return ClipSpec(
-        modality=modality, mode=mode, num_segments=num_snippets if mode == "test" else num_segments,
-        new_length=DEFAULT_NEW_LENGTH[modality] if new_length is None else new_length, input_size=input_size,
-        scales=tuple(DEFAULT_SCALES[modality] if scales is None else scales), max_distort=max_distort,
-        more_fix_crop=more_fix_crop, flip=flip, normalization=normalization,
-        num_crops=num_crops if mode == "test" else 1,
-    )
 
 
 def _distribute(num_shards: int, input_context) -> tuple[list[int], tuple[int, int] | None]:
@@ -162,7 +136,7 @@ def _element_seed(key, shard_id, record) -> tf.Tensor:
     return tf.random.experimental.stateless_fold_in(base, tf.cast(record, tf.int64))
 
 
-class _Plan:
+class _DatasetGraph:
     """The dataset graph of one ``make_dataset`` call, for either reader."""
 
     def __init__(self, spec: ClipSpec, paths, shard_ids, element_split, seed, shuffle_buffer):
@@ -203,7 +177,7 @@ class _Plan:
 
         return ds.batch(self.shuffle_buffer).enumerate().map(permute).unbatch()
 
-    def _mine(self, shard_id, record) -> tf.Tensor:
+    def _read_by_this_pipeline(self, shard_id, record) -> tf.Tensor:
         if self.element_split is None:
             return tf.constant(True)
         pipelines, pipeline_id = self.element_split
@@ -240,7 +214,7 @@ class _Plan:
 
         def fetch(group):
             n, shape = tf.shape(group["record"])[0], [len(spec.keys), spec.frames_per_clip]
-            jpegs, fetched = reader.GATE.call(
+            jpegs, fetched = reader.PYTHON_CALLS.call(
                 shards.fetch_many, [group["shard_id"], group["record"], group["frames"]], [tf.string, tf.bool],
                 lambda: [tf.fill(tf.concat([[n], shape], 0), ""), tf.zeros([n], tf.bool)])
             return {**group, "jpegs": tf.ensure_shape(jpegs, [None, *shape]),
@@ -250,7 +224,7 @@ class _Plan:
             # An unfetchable clip fails here, inside the failure tracking, which names or skips it.
             with tf.control_dependencies([tf.debugging.Assert(e["fetched"], [e["video_id"]])]):
                 jpegs = tf.identity(e["jpegs"])
-            return self._clip(e, spec.views(jpegs, e["seed"]), True)
+            return self._clip(e, spec.make_views(jpegs, e["seed"]), True)
 
         # The byte ranges of _FETCH_GROUP clips in one call into Python, in order.
         videos = self._epochs(repeat, epoch).batch(_FETCH_GROUP).map(
@@ -267,7 +241,7 @@ class _Plan:
                                            None if expected is None else expected_table[shard_id])
             # Only one pipeline reports a shard's unreadable tail.
             stream = stream.filter(
-                lambda e: tf.where(e["end"], self._mine(shard_id, 0), self._mine(shard_id, e["record"])))
+                lambda e: tf.where(e["end"], self._read_by_this_pipeline(shard_id, 0), self._read_by_this_pipeline(shard_id, e["record"])))
             return stream.map(lambda e: {"key": key, "shard_id": shard_id, **e})
 
         def parse(e):
@@ -302,7 +276,7 @@ class _Plan:
 
         def load(e):
             seed = _element_seed(e["key"], e["shard_id"], e["record"])
-            x = tf.cond(e["ok"], lambda: spec.views(e["jpegs"], seed), lambda: tf.zeros(spec.output_shape))
+            x = tf.cond(e["ok"], lambda: spec.make_views(e["jpegs"], seed), lambda: tf.zeros(spec.output_shape))
             return self._clip(e, x, e["ok"], e["lost"], e["what"])
 
         return failures.map_keeping_failures(self._epochs(repeat, epoch), load, self._empty_clip,
@@ -353,20 +327,15 @@ def dataset_from_config(data_cfg, mode: str, batch_size: int, normalization: str
     ``test`` -> ``data.test_split``. ``normalization`` is a resolved preset (not ``"auto"``).
     """
     splits = {"train": data_cfg.train_split, "val": data_cfg.val_split, "test": data_cfg.test_split}
-    if mode not in splits:
-        raise ConfigError(f"mode must be one of train, val, test; got {mode!r}")
+    check_choice("mode", mode, tuple(splits))
     if splits[mode] is None:
         raise ConfigError(f"data.{mode}_split is null: this recipe has no {mode} split")
     if not data_cfg.root:
         raise ConfigError("data.root is empty: set it to the folder written by `tsn convert`")
-    return make_dataset(
-        data_cfg.root, split=splits[mode], modality=data_cfg.modality, mode=mode,
-        num_segments=data_cfg.num_segments, new_length=data_cfg.resolved_new_length(), batch_size=batch_size,
-        input_size=data_cfg.input_size, seed=seed, num_snippets=num_snippets, num_crops=num_crops,
-        scales=data_cfg.resolved_scales(), max_distort=data_cfg.max_distort, more_fix_crop=data_cfg.more_fix_crop,
-        flip=data_cfg.flip, normalization=normalization, shuffle_buffer=data_cfg.shuffle_buffer, repeat=repeat,
-        input_context=input_context, skip_corrupt=data_cfg.skip_corrupt, return_ids=return_ids,
-    )
+    clip = ClipSpec.from_config(data_cfg, mode, normalization, num_snippets=num_snippets, num_crops=num_crops)
+    return make_dataset(data_cfg.root, clip, split=splits[mode], batch_size=batch_size, seed=seed,
+                        shuffle_buffer=data_cfg.shuffle_buffer, repeat=repeat, input_context=input_context,
+                        skip_corrupt=data_cfg.skip_corrupt, return_ids=return_ids)
 
 
 def count_videos(source, split=None) -> int:
@@ -379,24 +348,24 @@ def count_videos(source, split=None) -> int:
                for p, n in zip(paths, counts))
 
 
-def test_views(frames, num_frames, modality, new_length, num_snippets, num_crops, input_size,
-               normalization) -> tf.Tensor:
+def test_views(frames, clip: ClipSpec, num_frames=None) -> tf.Tensor:
     """The test-time views of one video from all its JPEG frames (graph code; used by the export).
 
-    Samples ``num_snippets`` snippets at the segment centres, decodes only their frames, cuts
-    ``num_crops`` crops and normalises, exactly as ``make_dataset(mode="test")``.
+    Samples ``clip.num_snippets`` snippets at the segment centres, decodes only their frames,
+    cuts ``clip.num_crops`` crops and normalises, exactly as ``make_dataset`` with that test spec.
 
     Args:
         frames: the video's JPEG strings: a 1-D string tensor for ``rgb``/``rgb_diff``; for flow
             the x and y components as a pair ``(flow_x, flow_y)`` (or a mapping by stored key).
+        clip: a test-mode ``ClipSpec``.
         num_frames: frames to sample from (flow: fields); ``None`` for the length of ``frames``.
-        modality, new_length, num_snippets, num_crops, input_size, normalization: as ``make_dataset``.
 
     Returns:
         float32 ``[num_crops * num_snippets, S, S, C]``, crop-major.
     """
-    spec = _clip_spec(modality, "test", 1, new_length, input_size, num_snippets, num_crops, None, 1, True, True,
-                      normalization)
+    if clip.mode != "test":
+        raise ConfigError(f"test_views needs a test-mode ClipSpec, got mode {clip.mode!r}")
+    spec, modality = clip, clip.modality
     if isinstance(frames, dict):
         missing = [k for k in spec.keys if k not in frames]
         if missing:
@@ -414,4 +383,4 @@ def test_views(frames, num_frames, modality, new_length, num_snippets, num_crops
     if num_frames is None:
         num_frames = tf.shape(per_key[0])[0]
     indices = spec.frame_indices(num_frames)
-    return spec.views(tf.stack([tf.gather(f, indices) for f in per_key]))
+    return spec.make_views(tf.stack([tf.gather(f, indices) for f in per_key]))

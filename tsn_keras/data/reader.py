@@ -25,7 +25,9 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from tsn_keras.data import records
+from tfrecords_tools.manifest import load_manifest, split_shards
+from tfrecords_tools.schema import CONTEXT_FEATURES, STORED_KEYS
+from tfrecords_tools.shards import INDEX_SUFFIX, ShardIndex, index_path
 from tsn_keras.errors import ConfigError, DataError
 
 
@@ -42,11 +44,11 @@ def resolve_shards(source, split: str | None = None) -> tuple[list[str], dict | 
         split: the split of a conversion folder, e.g. ``"train"``.
     """
     if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
-        manifest = records.load_manifest(source)
+        manifest = load_manifest(source)
         if split is None:
             raise ConfigError(f"split is required when the source is a conversion folder ({source}); "
                               f"available splits: {', '.join(manifest['splits'])}")
-        paths = [os.fspath(p) for p in records.split_shards(source, split)]
+        paths = [os.fspath(p) for p in split_shards(source, split)]
         if not paths:
             raise DataError(f"split {split!r} of {source} has no shards")
         return paths, manifest
@@ -60,7 +62,7 @@ def resolve_shards(source, split: str | None = None) -> tuple[list[str], dict | 
 
 
 def has_local_index(path: str) -> bool:
-    return is_local(path) and records.index_path(path.removeprefix("file://")).is_file()
+    return is_local(path) and index_path(path.removeprefix("file://")).is_file()
 
 
 def expected_records(paths: list[str], manifest: dict | None, split: str | None) -> list[int]:
@@ -70,7 +72,7 @@ def expected_records(paths: list[str], manifest: dict | None, split: str | None)
         listed = {Path(s["file"]).name: int(s["records"]) for s in manifest["splits"][split]["shards"]}
     counts = []
     for path in paths:
-        index = path + records.INDEX_SUFFIX  # a string: Path() would fold the "//" of gs://
+        index = path + INDEX_SUFFIX  # a string: Path() would fold the "//" of gs://
         if tf.io.gfile.exists(index):
             with tf.io.gfile.GFile(index, "rb") as handle, np.load(handle, allow_pickle=False) as data:
                 counts.append(len(data["record_offset"]))
@@ -128,8 +130,8 @@ class PythonGate:
             time.sleep(0.005)
 
 
-GATE = PythonGate()
-atexit.register(GATE.close)
+PYTHON_CALLS = PythonGate()
+atexit.register(PYTHON_CALLS.close)
 
 
 # --- indexed reading -------------------------------------------------------------------------
@@ -167,7 +169,7 @@ class IndexedShards:
 
     Args:
         paths: local shard files, each with its ``.index``.
-        keys: stored feature lists to read (``records.modality_keys(modality)``).
+        keys: stored feature lists to read (``modality_keys(modality)``).
 
     ``videos`` holds one row per video (``shard_id``, ``record``, ``label``, ``video_id``,
     ``count`` = frames of ``keys[0]``), in shard then record order.
@@ -202,9 +204,9 @@ class IndexedShards:
         self.videos = {name: np.concatenate(parts) for name, parts in rows.items()}
 
     @staticmethod
-    def _load(path: str) -> records.ShardIndex:
+    def _load(path: str) -> ShardIndex:
         try:
-            return records.ShardIndex.load(records.index_path(path))
+            return ShardIndex.load(index_path(path))
         except (OSError, ValueError, KeyError) as err:
             raise DataError(f"cannot read the byte index of shard {path}: {err}") from None
 
@@ -275,3 +277,25 @@ def stream_records(path, expected=None) -> tf.data.Dataset:
     stream = reader.ignore_errors().enumerate().map(element).concatenate(marker)
     stream = stream.scan(tf.constant(0, tf.int64), count)
     return stream.filter(lambda e: tf.logical_or(tf.logical_not(e["end"]), e["read"] < expected))
+
+
+# --- parsing a whole record (the streamed reader) ---------------------------------------------
+
+_CONTEXT_DTYPES = {"bytes": tf.string, "int64": tf.int64, "float": tf.float32}
+
+
+def context_spec() -> dict:
+    """``tf.io`` parsing spec of the context features (``schema.CONTEXT_FEATURES``)."""
+    return {name: tf.io.FixedLenFeature([], _CONTEXT_DTYPES[kind]) for name, kind in CONTEXT_FEATURES.items()}
+
+
+def parse_video(serialized, keys=STORED_KEYS):
+    """Parse one serialised record (graph-compatible): ``(context, {key: string tensor [n]})``.
+
+    Keys absent from the record come back as empty tensors.
+    """
+    return tf.io.parse_single_sequence_example(
+        serialized,
+        context_features=context_spec(),
+        sequence_features={key: tf.io.FixedLenSequenceFeature([], tf.string, allow_missing=True) for key in keys},
+    )

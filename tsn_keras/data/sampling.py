@@ -19,8 +19,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from tsn_keras.errors import ConfigError
-
-MODES: tuple[str, ...] = ("train", "val", "test")
+from tsn_keras.vocab import MODES
 
 
 def stateless_seed(seed) -> tf.Tensor:

@@ -21,20 +21,9 @@ import keras
 
 from tsn_keras.errors import ConfigError
 from tsn_keras.models.bn_inception import BNInception
-from tsn_keras.models.transfer import find_backbone, load_keras_file, load_weights_file, transfer_weights
-
-BACKBONES = ("bn_inception", "inception_v3", "resnet50", "mobilenet_v2", "tiny")
-
-# The input normalisation each backbone's pre-trained weights expect (names of the pipeline's
-# presets, DESIGN.md "Input pipeline contract"). BN-Inception's weights come from Caffe: BGR,
-# 0..255, means 104/117/128.
-PREPROCESSING = {
-    "bn_inception": "caffe_bgr",
-    "resnet50": "keras_caffe",
-    "inception_v3": "keras_tf",
-    "mobilenet_v2": "keras_tf",
-    "tiny": "keras_tf",
-}
+from tsn_keras.models.transfer import transfer_weights
+from tsn_keras.models.weights import load_backbone_weights
+from tsn_keras.vocab import BACKBONES, check_choice
 
 _KERAS_APPLICATIONS: dict[str, Callable[..., keras.Model]] = {
     "inception_v3": keras.applications.InceptionV3,
@@ -47,19 +36,7 @@ TINY_WIDTHS = (32, 64, 128, 256)
 
 def check_backbone(name: str) -> None:
     """Raise ``ConfigError`` naming the valid backbones if ``name`` is not one of them."""
-    if name not in BACKBONES:
-        raise ConfigError(f"unknown backbone {name!r}; valid backbones: {', '.join(BACKBONES)}")
-
-
-def preprocessing_preset(name: str) -> str:
-    """The pipeline normalisation preset that matches a backbone's pre-trained weights.
-
-    Example:
-        >>> preprocessing_preset("bn_inception")
-        'caffe_bgr'
-    """
-    check_backbone(name)
-    return PREPROCESSING[name]
+    check_choice("backbone", name, BACKBONES)
 
 
 def tiny_convnet(input_shape: tuple[int, int, int], name: str = "tiny_convnet") -> keras.Model:
@@ -142,47 +119,3 @@ def build_backbone(
     if weights is not None:
         load_backbone_weights(model, weights, lambda c: _architecture(name, (height, width, c)))
     return model
-
-
-def load_backbone_weights(
-    model: keras.Model,
-    weights: str | Path,
-    rebuild: Callable[[int], keras.Model],
-) -> None:
-    """Load a weights file or ``.keras`` model into ``model``, adapting 3-channel weights.
-
-    Args:
-        model: the backbone to overwrite.
-        weights: a ``.keras`` file (a backbone or a whole TSN model, whose backbone is used) or
-            a ``.weights.h5`` file of this architecture with any number of input channels.
-        rebuild: ``rebuild(channels)`` builds the same architecture with ``channels`` inputs
-            and random weights, to read a file written for another channel count.
-    """
-    path = Path(weights)
-    if not path.is_file():
-        raise ConfigError(f"weights file {path} not found (weights are None, 'imagenet' or a .keras / .weights.h5 path)")
-    if path.name.endswith(".keras"):
-        transfer_weights(find_backbone(load_keras_file(path)), model)
-        return
-    if not path.name.endswith(".h5"):
-        raise ConfigError(f"weights file {path} must be a .keras or .weights.h5 file")
-    try:
-        load_weights_file(model, path)
-        return
-    except ValueError as err:
-        if model.input_shape[-1] == 3:
-            raise ConfigError(f"weights file {path} does not fit backbone {model.name!r}: {_first_line(err)}") from None
-    rgb = rebuild(3)
-    try:
-        load_weights_file(rgb, path)
-    except ValueError as err:
-        raise ConfigError(
-            f"weights file {path} fits neither a {model.input_shape[-1]}-channel nor a 3-channel "
-            f"{model.name!r}: {_first_line(err)}"
-        ) from None
-    transfer_weights(rgb, model)
-
-
-def _first_line(err: Exception) -> str:
-    lines = [line for line in str(err).splitlines() if line.strip()]
-    return " ".join(lines[:3])

@@ -27,6 +27,7 @@ from pathlib import Path
 import keras
 
 from tsn_keras.errors import ConfigError
+from tsn_keras.models.weights import load_backbone_weights
 
 # PyTorch's BatchNorm2d default; Keras' default (1e-3) would change every activation.
 BN_EPSILON = 1e-5
@@ -192,8 +193,6 @@ def BNInception(
     model = keras.Model(inputs, x, name=name)
 
     if weights is not None:
-        from tsn_keras.models.backbones import load_backbone_weights
-
         load_backbone_weights(
             model,
             weights,

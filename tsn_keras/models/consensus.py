@@ -22,16 +22,12 @@ import keras
 from keras import ops
 
 from tsn_keras.errors import ConfigError
-
-CONSENSUS_MODES = ("avg", "max", "weighted", "topk", "attention", "gru", "identity")
-REDUCING_MODES = ("avg", "max", "weighted", "topk")  # video score = a reduction of snippet logits
-FEATURE_MODES = ("attention", "gru")  # read the snippet features, not only the logits
+from tsn_keras.vocab import CONSENSUS_MODES, check_choice
 
 
 def check_consensus(mode: str) -> None:
     """Raise ``ConfigError`` naming the valid modes if ``mode`` is not one of them."""
-    if mode not in CONSENSUS_MODES:
-        raise ConfigError(f"unknown consensus {mode!r}; valid consensus modes: {', '.join(CONSENSUS_MODES)}")
+    check_choice("consensus", mode, CONSENSUS_MODES)
 
 
 @keras.saving.register_keras_serializable(package="tsn_keras")

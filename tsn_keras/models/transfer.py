@@ -13,9 +13,6 @@ an error, never a silent partial copy.
 
 from __future__ import annotations
 
-import warnings
-from pathlib import Path
-
 import keras
 import numpy as np
 
@@ -117,20 +114,3 @@ def find_backbone(model: keras.Model) -> keras.Model:
         if isinstance(layer, keras.layers.Wrapper) and isinstance(layer.layer, keras.Model):
             return layer.layer
     return model
-
-
-def load_keras_file(path: str | Path) -> keras.Model:
-    """Load a ``.keras`` model (safe mode), with the library's layers registered."""
-    import tsn_keras.models.tsn  # noqa: F401  (registers FoldedTimeDistributed and SegmentConsensus)
-
-    try:
-        return keras.saving.load_model(path)
-    except (ValueError, OSError, TypeError) as err:
-        raise ConfigError(f"cannot load the Keras model {path}: {err}") from None
-
-
-def load_weights_file(model: keras.Model, path: str | Path) -> None:
-    """``model.load_weights(path)`` without Keras' warning about empty nested containers."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Skipping nested container")
-        model.load_weights(path)

@@ -16,86 +16,192 @@
 The input is ``(B, S, H, W, C)`` with S unknown: the same model trains on K segments and is
 tested on T snippets. The output is the logits ``(B, classes)`` in float32, also under a
 mixed-precision policy.
+
+The model is a ``TSN``, a functional ``keras.Model`` that carries its protocol in its config
+(modality, new length, segments, backbone, consensus, normalisation preset, input size, class
+names), so a ``.keras`` file loaded on its own says how its input must be prepared
+(keras-hub's pattern: the task knows its preprocessing).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from zipfile import BadZipFile
 
 import keras
-from keras import ops
 
-from tsn_keras.config import DEFAULT_DROPOUT, DEFAULT_NEW_LENGTH, MODALITIES
-from tsn_keras.errors import ConfigError
-from tsn_keras.models.backbones import build_backbone, load_backbone_weights
-from tsn_keras.models.consensus import FEATURE_MODES, SegmentConsensus, check_consensus
-from tsn_keras.models.transfer import (
-    cross_modality_weights,
-    find_backbone,
-    load_keras_file,
-    transfer_weights,
+from tsn_keras.errors import ConfigError, DataError
+from tsn_keras.models.backbones import build_backbone
+from tsn_keras.models.consensus import SegmentConsensus, check_consensus
+from tsn_keras.models.layers import FoldedTimeDistributed
+from tsn_keras.models.transfer import cross_modality_weights, find_backbone, transfer_weights
+from tsn_keras.models.weights import load_backbone_weights
+from tsn_keras.vocab import (
+    AUTO,
+    DEFAULT_DROPOUT,
+    FEATURE_MODES,
+    NORMALIZATIONS,
+    backbone_preset,
+    check_choice,
+    input_channels,
+    resolve_new_length,
 )
 
 __all__ = [
+    "TSN",
     "FoldedTimeDistributed",
     "build_tsn",
     "cross_modality_weights",
     "input_channels",
+    "load_tsn",
     "set_partial_bn",
     "snippet_model",
 ]
 
-# Layer names other modules rely on (snippet_model, evaluation, export).
+# Layer names other modules rely on (snippet_model, evaluation, export, visualisation).
 BACKBONE_LAYER, DROPOUT_LAYER, FC_LAYER, CONSENSUS_LAYER = "backbone", "dropout", "fc", "consensus"
 # The new classifier layer of the paper: weights N(0, 0.001), bias 0.
 FC_STDDEV = 0.001
 
 
 @keras.saving.register_keras_serializable(package="tsn_keras")
-class FoldedTimeDistributed(keras.layers.Wrapper):
-    """Applies a per-frame model to every snippet by folding the snippets into the batch.
+class TSN(keras.Model):
+    """A Temporal Segment Network: ``(B, S, H, W, C)`` clips -> logits ``(B, num_classes)``.
 
-    ``(B, S, H, W, C) -> (B*S, H, W, C) -> model -> (B*S, ...) -> (B, S, ...)``. Unlike
-    ``keras.layers.TimeDistributed`` (one call per time step, or a vectorised map when S is
-    unknown) the wrapped model runs once on a batch of B*S frames: faster, a graph that does
-    not grow with S, and BatchNorm statistics over all B*S frames, as in TSN.
+    A functional model whose config is its constructor's arguments: the architecture and the
+    protocol its input needs. A ``.keras`` file of a TSN therefore reloads as a ``TSN`` whose
+    attributes say how to prepare its input, with no side files.
 
     Args:
-        layer: the per-frame model or layer (for a TSN: the backbone).
-        **kwargs: standard layer arguments.
+        num_classes: number of action classes.
+        modality: ``rgb``, ``rgb_diff``, ``flow`` or ``warped_flow``.
+        num_segments: K, the segments of a training clip (used by the ``weighted`` consensus;
+            the model accepts any number of snippets).
+        new_length: L, frames per snippet; ``None``: 1 for rgb, 5 otherwise.
+        backbone: one of ``vocab.BACKBONES``.
+        consensus: one of ``vocab.CONSENSUS_MODES``.
+        consensus_k: k of the ``topk`` consensus.
+        dropout: rate after global pooling; ``None``: 0.8 (rgb, rgb_diff) or 0.7 (flow).
+        partial_bn: freeze every BatchNorm layer but the first (use with pre-trained weights).
+        input_size: height and width of the crops.
+        normalization: the input normalisation preset (``vocab.NORMALIZATIONS``); ``"auto"``
+            is the backbone's (``vocab.backbone_preset``).
+        class_names: the names of the classes (index = class), or ``None``.
+        **kwargs: standard model arguments (``name``, ``trainable``).
 
     Example:
-        >>> folded = FoldedTimeDistributed(build_backbone("tiny", (64, 64, 3)))  # doctest: +SKIP
-        >>> folded(keras.ops.zeros((2, 5, 64, 64, 3))).shape  # doctest: +SKIP
-        (2, 5, 256)
+        >>> model = TSN(101, "flow", backbone="tiny", input_size=112)  # doctest: +SKIP
+        >>> model.input_shape, model.normalization  # doctest: +SKIP
+        ((None, None, 112, 112, 10), 'keras_tf')
+
+    Reference:
+        Wang et al., "Temporal Segment Networks: Towards Good Practices for Deep Action
+        Recognition", ECCV 2016.
     """
 
-    def build(self, input_shape):
-        if not self.layer.built:
-            self.layer.build((None, *input_shape[2:]))
-        self.built = True
+    def __init__(
+        self,
+        num_classes: int,
+        modality: str = "rgb",
+        num_segments: int = 3,
+        new_length: int | None = None,
+        backbone: str = "bn_inception",
+        consensus: str = "avg",
+        consensus_k: int = 3,
+        dropout: float | None = None,
+        partial_bn: bool = True,
+        input_size: int = 224,
+        normalization: str = AUTO,
+        class_names: list[str] | None = None,
+        **kwargs,
+    ):
+        new_length = resolve_new_length(modality, new_length)
+        channels = input_channels(modality, new_length)
+        check_consensus(consensus)
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ConfigError(f"num_classes must be an integer >= 1, got {num_classes!r}")
+        if num_segments < 1:
+            raise ConfigError(f"num_segments must be >= 1, got {num_segments}")
+        rate = DEFAULT_DROPOUT[modality] if dropout is None else dropout
+        if not 0 <= rate < 1:
+            raise ConfigError(f"dropout must be in [0, 1), got {rate}")
+        normalization = backbone_preset(backbone) if normalization == AUTO else normalization
+        check_choice("normalization", normalization, NORMALIZATIONS)
+        if class_names is not None:
+            class_names = [str(name) for name in class_names]
+            if len(class_names) != num_classes:
+                raise ConfigError(f"{len(class_names)} class names for a model of {num_classes} classes")
 
-    def compute_output_shape(self, input_shape):
-        inner = self.layer.compute_output_shape((None, *input_shape[2:]))
-        return (input_shape[0], input_shape[1], *inner[1:])
+        # The layers take the global dtype policy; a reloaded model must get the one it was built
+        # with (mixed precision), which its config records.
+        previous_policy = keras.config.dtype_policy()
+        dtype = kwargs.pop("dtype", None)
+        if dtype is not None:
+            keras.config.set_dtype_policy(dtype)
+        try:
+            base = build_backbone(backbone, (input_size, input_size, channels))
+            clips = keras.Input(shape=(None, input_size, input_size, channels), name="clips")
+            features = FoldedTimeDistributed(base, name=BACKBONE_LAYER)(clips)
+            dropped = keras.layers.Dropout(rate, name=DROPOUT_LAYER)(features)
+            # float32 consensus: logits and loss stay float32 under mixed precision.
+            if consensus == "gru":
+                outputs = SegmentConsensus("gru", num_classes=num_classes, dtype="float32", name=CONSENSUS_LAYER)(dropped)
+            else:
+                logits = keras.layers.Dense(
+                    num_classes,
+                    kernel_initializer=keras.initializers.RandomNormal(stddev=FC_STDDEV),
+                    bias_initializer="zeros",
+                    name=FC_LAYER,
+                )(dropped)
+                head = SegmentConsensus(consensus, k=consensus_k, num_segments=num_segments, dtype="float32",
+                                        name=CONSENSUS_LAYER)
+                outputs = head([features, logits] if consensus == "attention" else logits)
+            kwargs.setdefault("name", f"tsn_{modality}_{backbone}")
+        finally:
+            keras.config.set_dtype_policy(previous_policy)
+        super().__init__(inputs=clips, outputs=outputs, **kwargs)
 
-    def call(self, inputs, training=None):
-        shape = ops.shape(inputs)
-        folded = ops.reshape(inputs, (-1, *inputs.shape[2:]))
-        outputs = self.layer(folded, training=training)
-        return ops.reshape(outputs, (shape[0], shape[1], *outputs.shape[1:]))
+        self.num_classes = num_classes
+        self.modality = modality
+        self.num_segments = num_segments
+        self.new_length = new_length
+        self.backbone = backbone
+        self.consensus = consensus
+        self.consensus_k = consensus_k
+        self.dropout = rate
+        self.input_size = input_size
+        self.normalization = normalization
+        self.class_names = class_names
+        self.partial_bn = partial_bn
+        set_partial_bn(self, partial_bn)
 
+    @property
+    def channels(self) -> int:
+        """Input channels of one snippet."""
+        return input_channels(self.modality, self.new_length)
 
-def input_channels(modality: str, new_length: int | None = None) -> int:
-    """Channels of one snippet: 3 (rgb), 2L (flow, warped_flow), 3L (rgb_diff)."""
-    if modality not in MODALITIES:
-        raise ConfigError(f"unknown modality {modality!r}; valid modalities: {', '.join(MODALITIES)}")
-    length = DEFAULT_NEW_LENGTH[modality] if new_length is None else new_length
-    if length < 1:
-        raise ConfigError(f"new_length must be >= 1, got {length}")
-    if modality == "rgb":
-        return 3
-    return 3 * length if modality == "rgb_diff" else 2 * length
+    def get_config(self) -> dict:
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": self.dtype_policy.name,
+            "num_classes": self.num_classes,
+            "modality": self.modality,
+            "num_segments": self.num_segments,
+            "new_length": self.new_length,
+            "backbone": self.backbone,
+            "consensus": self.consensus,
+            "consensus_k": self.consensus_k,
+            "dropout": self.dropout,
+            "partial_bn": self.partial_bn,
+            "input_size": self.input_size,
+            "normalization": self.normalization,
+            "class_names": self.class_names,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict, custom_objects=None) -> TSN:
+        return cls(**config)
 
 
 def build_tsn(
@@ -111,73 +217,57 @@ def build_tsn(
     weights: str | Path | None = None,
     consensus_k: int = 3,
     init_from: keras.Model | str | Path | None = None,
-) -> keras.Model:
-    """Build a TSN: ``(B, S, H, W, C)`` clips -> logits ``(B, num_classes)``.
+    normalization: str = AUTO,
+    class_names: list[str] | None = None,
+) -> TSN:
+    """Build a ``TSN`` and load its starting weights.
 
     Args:
-        num_classes: number of action classes.
-        modality: ``rgb``, ``rgb_diff``, ``flow`` or ``warped_flow``.
-        num_segments: K, the segments of a training clip (used by the ``weighted`` consensus;
-            the model accepts any number of snippets).
-        new_length: L, frames per snippet; ``None``: 1 for rgb, 5 otherwise.
-        backbone: one of ``backbones.BACKBONES``.
-        consensus: one of ``consensus.CONSENSUS_MODES``.
-        dropout: rate after global pooling; ``None``: 0.8 (rgb, rgb_diff) or 0.7 (flow).
-        partial_bn: freeze every BatchNorm layer but the first (use with pre-trained weights).
-        input_size: height and width of the crops.
-        weights: backbone weights: ``None``, ``"imagenet"`` (keras.applications backbones) or
-            a path (``backbones.build_backbone``).
-        consensus_k: k of the ``topk`` consensus.
+        num_classes, modality, num_segments, new_length, backbone, consensus, dropout,
+            partial_bn, input_size, consensus_k, normalization, class_names: as ``TSN``.
+        weights: backbone weights: ``None``, ``"imagenet"`` (keras.applications backbones), a
+            ``.weights.h5`` file of the backbone (any channel count: 3-channel weights get the
+            cross-modality initialisation) or a ``.keras`` model whose backbone is copied.
         init_from: cross-modality initialisation from an RGB network: a TSN ``keras.Model``,
             a ``.keras`` path, or backbone weights (``.weights.h5``). The backbone's first conv
             gets the averaged kernel, every other backbone layer is copied; the classifier and
             consensus are copied where their shapes match (same number of classes).
 
     Returns:
-        A ``keras.Model`` named ``tsn_<modality>_<backbone>``, not compiled.
+        A ``TSN`` named ``tsn_<modality>_<backbone>``, not compiled.
 
     Example:
         >>> model = build_tsn(101, "flow", backbone="tiny", input_size=112)  # doctest: +SKIP
         >>> model.input_shape  # doctest: +SKIP
         (None, None, 112, 112, 10)
     """
-    channels = input_channels(modality, new_length)
-    check_consensus(consensus)
-    if num_classes < 1:
-        raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
-    if num_segments < 1:
-        raise ConfigError(f"num_segments must be >= 1, got {num_segments}")
-    rate = DEFAULT_DROPOUT[modality] if dropout is None else dropout
-    if not 0 <= rate < 1:
-        raise ConfigError(f"dropout must be in [0, 1), got {rate}")
     if weights is not None and init_from is not None:
         raise ConfigError("give model.weights or model.init_from, not both (init_from already sets the backbone)")
-
-    base = build_backbone(backbone, (input_size, input_size, channels), weights=weights)
-    clips = keras.Input(shape=(None, input_size, input_size, channels), name="clips")
-    features = FoldedTimeDistributed(base, name=BACKBONE_LAYER)(clips)
-    dropped = keras.layers.Dropout(rate, name=DROPOUT_LAYER)(features)
-    # float32 consensus: logits and loss stay float32 under mixed precision.
-    if consensus == "gru":
-        head = SegmentConsensus("gru", num_classes=num_classes, dtype="float32", name=CONSENSUS_LAYER)
-        outputs = head(dropped)
-    else:
-        logits = keras.layers.Dense(
-            num_classes,
-            kernel_initializer=keras.initializers.RandomNormal(stddev=FC_STDDEV),
-            bias_initializer="zeros",
-            name=FC_LAYER,
-        )(dropped)
-        head = SegmentConsensus(
-            consensus, k=consensus_k, num_segments=num_segments, dtype="float32", name=CONSENSUS_LAYER
-        )
-        outputs = head([features, logits] if consensus == "attention" else logits)
-    model = keras.Model(clips, outputs, name=f"tsn_{modality}_{backbone}")
-
+    model = TSN(num_classes, modality, num_segments, new_length, backbone, consensus, consensus_k, dropout,
+                partial_bn, input_size, normalization, class_names)
+    if weights == "imagenet":
+        transfer_weights(build_backbone(backbone, (input_size, input_size, 3), weights="imagenet"),
+                         find_backbone(model))
+    elif weights is not None and Path(weights).name.endswith(".keras"):
+        transfer_weights(find_backbone(load_tsn(weights)), find_backbone(model))
+    elif weights is not None:
+        load_backbone_weights(find_backbone(model), weights,
+                              lambda c: build_backbone(backbone, (input_size, input_size, c)))
     if init_from is not None:
         _init_from(model, init_from, backbone, input_size)
-    set_partial_bn(model, partial_bn)
     return model
+
+
+def load_tsn(path: str | Path) -> keras.Model:
+    """Load a ``.keras`` file written by this library (safe mode); a bad file is a ``DataError``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"model file {path} not found")
+    try:
+        return keras.saving.load_model(path)
+    except (OSError, ValueError, TypeError, KeyError, BadZipFile) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(f"cannot load the Keras model {path}: {first}") from None
 
 
 def _init_from(model: keras.Model, source: keras.Model | str | Path, backbone: str, input_size: int) -> None:
@@ -189,7 +279,7 @@ def _init_from(model: keras.Model, source: keras.Model | str | Path, backbone: s
             return
         if not path.is_file():
             raise ConfigError(f"model.init_from: no such file {path}")
-        source = load_keras_file(path)
+        source = load_tsn(path)
     transfer_weights(find_backbone(source), target)
     for name in (FC_LAYER, CONSENSUS_LAYER):
         src, dst = _layer_or_none(source, name), _layer_or_none(model, name)
@@ -240,6 +330,8 @@ def set_partial_bn(model: keras.Model, enabled: bool = True) -> list[str]:
     layers = batch_norm_layers(model)
     for index, layer in enumerate(layers):
         layer.trainable = index == 0 or not enabled
+    if isinstance(model, TSN):
+        model.partial_bn = enabled  # the config says what the model is
     return [layer.name for layer in layers if not layer.trainable]
 
 
