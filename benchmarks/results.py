@@ -242,7 +242,14 @@ def _compare(a: float, b: float, better: str, worse: str, same: str, margin: flo
 
 
 def _plots(work: Path, out_dir: Path, runs: dict, fused: dict) -> dict[str, str]:
-    from tsn_keras.plots import _figure, _save, plot_confusion, plot_history, plot_sampling, video_file_frames
+    from tsn_keras.plots import (
+        new_figure,
+        plot_confusion,
+        plot_history,
+        plot_sampling,
+        save_figure,
+        video_file_frames,
+    )
 
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.glob("*"):
@@ -275,7 +282,7 @@ def _plots(work: Path, out_dir: Path, runs: dict, fused: dict) -> dict[str, str]
                                    ("dropout off", runs["rgb_no_dropout"]["evaluations"]["1"]["top1"]),
                                    ("partial BN", runs["rgb_partial_bn"]["evaluations"]["1"]["top1"])]),
     ]
-    figure = _figure(12, 7)
+    figure = new_figure(12, 7)
     axes = figure.subplots(2, 2)
     for ax, (title, bars) in zip(axes.flat, groups):
         labels, values = zip(*bars)
@@ -288,7 +295,7 @@ def _plots(work: Path, out_dir: Path, runs: dict, fused: dict) -> dict[str, str]
         for i, v in enumerate(values):
             ax.text(100 * v + 1, i, f"{100 * v:.1f}", va="center")
     figure.suptitle("TSN on the UCF101 subset (4 classes, split 1 test, 25 snippets), tiny backbone from scratch")
-    _save(figure, out_dir, "ablations", formats=("png",))
+    save_figure(figure, out_dir, "ablations", formats=("png",))
     paths["ablations"] = "results/ablations.png"
     return paths
 
