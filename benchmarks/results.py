@@ -510,9 +510,9 @@ def _benchmark_section(b: dict) -> list[str]:
         "Training throughput per backbone (TSN, K=3, "
         f"{bb['batch']} clips at {bb['size']} px, this machine):",
         "",
-        "| backbone | frames/s | x BN-Inception | trainable parameters |",
+        f"| backbone | frames/s | x {bb['reference']} | trainable parameters |",
         "|---|---|---|---|",
-        *[f"| {name} | {fps:.1f} | {bb['ratio_to_bn_inception'].get(name, float('nan')):.2f} | "
+        *[f"| {name} | {fps:.1f} | {bb['ratio_to_reference'][name]:.2f} | "
           f"{bb['trainable_parameters'][name] / 1e6:.2f} M |" for name, fps in bb["frames_per_s"].items()],
         "",
         f"Optimiser (tiny backbone, `bench_training`): CaffeSGD (L2 + clipping) time / stock Keras SGD time "
