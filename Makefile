@@ -7,6 +7,7 @@ BIN := $(VENV)/bin
 TF_EXTRA := $(shell nvidia-smi >/dev/null 2>&1 && echo gpu || echo cpu)
 STAMP := $(VENV)/.installed-$(TF_EXTRA)
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: install demo test lint bench results clean
 
@@ -30,8 +31,9 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# Every benchmarks/bench_*.py in turn; `make bench BENCH_ARGS=--quick` for the smoke runs.
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.run_all
+	$(BIN)/python -m benchmarks.run_all $(BENCH_ARGS)
 
 results: $(STAMP)
 	$(BIN)/python -m benchmarks.results

@@ -21,9 +21,13 @@ from __future__ import annotations
 import argparse
 import os
 
+from benchmarks._defaults import default_help, resolve
 from benchmarks._timing import interleaved_steps
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+FULL = {"backbone": "bn_inception", "size": 96, "batch": 4, "steps": 10}
+QUICK = {"backbone": "tiny", "size": 32, "batch": 2, "steps": 2}  # seconds: tracing BN-Inception alone takes longer
 
 
 def _model(kind: str, backbone: str, size: int, channels: int, segments: int, classes: int, partial_bn: bool):
@@ -51,19 +55,19 @@ def _model(kind: str, backbone: str, size: int, channels: int, segments: int, cl
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_folding", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer timed steps (a smoke run)")
-    parser.add_argument("--backbone", default="bn_inception", help="backbone name (default bn_inception)")
-    parser.add_argument("--size", type=int, default=96, help="crop size in pixels (default 96)")
-    parser.add_argument("--batch", type=int, default=4, help="clips per batch (default 4)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run of seconds: small model, 2 steps")
+    parser.add_argument("--backbone", default=None, help="backbone name " + default_help("backbone", FULL, QUICK))
+    parser.add_argument("--size", type=int, default=None, help="crop size in pixels " + default_help("size", FULL, QUICK))
+    parser.add_argument("--batch", type=int, default=None, help="clips per batch " + default_help("batch", FULL, QUICK))
     parser.add_argument("--segments", type=int, default=3, help="segments K per clip (default 3)")
     parser.add_argument("--no-partial-bn", dest="partial_bn", action="store_false",
                         help="train every BatchNorm layer (default: partial BN, as TSN from pre-trained weights)")
-    parser.add_argument("--steps", type=int, default=None, help="timed steps per model (default 10, 3 with --quick)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per model " + default_help("steps", FULL, QUICK))
+    args = resolve(parser.parse_args(argv), FULL, QUICK)
 
     import numpy as np
 
-    steps = args.steps or (3 if args.quick else 10)
+    steps = args.steps
     classes = 101
     rng = np.random.default_rng(0)
     x = rng.normal(size=(args.batch, args.segments, args.size, args.size, 3)).astype(np.float32)

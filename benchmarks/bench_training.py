@@ -21,9 +21,13 @@ from __future__ import annotations
 import argparse
 import os
 
+from benchmarks._defaults import default_help, resolve
 from benchmarks._timing import interleaved
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+FULL = {"size": 112, "batch": 16, "iterations": 10}
+QUICK = {"size": 32, "batch": 4, "iterations": 2}
 
 
 def _model(variant: str, args, classes: int):
@@ -55,21 +59,23 @@ def _model(variant: str, args, classes: int):
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_training", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer timed iterations (a smoke run)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run of seconds: small input, 2 iterations")
     parser.add_argument("--backbone", default="tiny", help="backbone name (default tiny)")
-    parser.add_argument("--size", type=int, default=112, help="crop size in pixels (default 112)")
-    parser.add_argument("--batch", type=int, default=16, help="clips per iteration, even (default 16)")
+    parser.add_argument("--size", type=int, default=None, help="crop size in pixels " + default_help("size", FULL, QUICK))
+    parser.add_argument("--batch", type=int, default=None,
+                        help="clips per iteration, even " + default_help("batch", FULL, QUICK))
     parser.add_argument("--segments", type=int, default=3, help="segments K per clip (default 3)")
     parser.add_argument("--float16", action="store_true", help="also time mixed float16 (for GPUs)")
-    parser.add_argument("--iterations", type=int, default=None, help="timed iterations (default 10, 3 with --quick)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--iterations", type=int, default=None,
+                        help="timed iterations " + default_help("iterations", FULL, QUICK))
+    args = resolve(parser.parse_args(argv), FULL, QUICK)
     if args.batch % 2:
         parser.error("--batch must be even (the accumulated variant uses two halves)")
 
     import numpy as np
     from tqdm import tqdm
 
-    iterations = args.iterations or (3 if args.quick else 10)
+    iterations = args.iterations
     classes = 101
     rng = np.random.default_rng(0)
     x = rng.normal(size=(args.batch, args.segments, args.size, args.size, 3)).astype(np.float32)

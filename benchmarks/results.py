@@ -242,23 +242,23 @@ def _compare(a: float, b: float, better: str, worse: str, same: str, margin: flo
 
 
 def _plots(work: Path, out_dir: Path, runs: dict, fused: dict) -> dict[str, str]:
-    from tsn_keras.plots import _figure, _save, plot_confusion, plot_history, plot_sampling, video_file_frames
+    from tsn_keras import plots
 
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.glob("*"):
         stale.unlink()
     paths = {}
     for name in ("rgb", "flow"):
-        written = plot_history(Path(runs[name]["run_dir"]) / "history.csv", work / "plots" / name, formats=("png",))
+        written = plots.plot_history(Path(runs[name]["run_dir"]) / "history.csv", work / "plots" / name, formats=("png",))
         shutil.copy(written[0], out_dir / f"history_{name}.png")
         paths[f"history_{name}"] = f"results/history_{name}.png"
-    written = plot_confusion(fused["rgb+flow"]["metrics"], work / "plots" / "fused", formats=("png",))
+    written = plots.plot_confusion(fused["rgb+flow"]["metrics"], work / "plots" / "fused", formats=("png",))
     shutil.copy(written[0], out_dir / "confusion_rgb_flow.png")
     paths["confusion"] = "results/confusion_rgb_flow.png"
     clip = SHARED_DATA / "UCF-101" / "Archery" / "v_Archery_g01_c01.avi"
-    read, count = video_file_frames(clip)
-    written = plot_sampling(read, work / "plots" / "sampling", num_frames=count, num_segments=3,
-                            title=f"TSN sampling of {clip.name} ({count} frames)", formats=("png",))
+    read, count = plots.video_file_frames(clip)
+    written = plots.plot_sampling(read, work / "plots" / "sampling", num_frames=count, num_segments=3,
+                                  title=f"TSN sampling of {clip.name} ({count} frames)", formats=("png",))
     shutil.copy(written[0], out_dir / "sampling.png")
     paths["sampling"] = "results/sampling.png"
 
@@ -275,7 +275,7 @@ def _plots(work: Path, out_dir: Path, runs: dict, fused: dict) -> dict[str, str]
                                    ("dropout off", runs["rgb_no_dropout"]["evaluations"]["1"]["top1"]),
                                    ("partial BN", runs["rgb_partial_bn"]["evaluations"]["1"]["top1"])]),
     ]
-    figure = _figure(12, 7)
+    figure = plots.new_figure(12, 7)
     axes = figure.subplots(2, 2)
     for ax, (title, bars) in zip(axes.flat, groups):
         labels, values = zip(*bars)
@@ -288,7 +288,7 @@ def _plots(work: Path, out_dir: Path, runs: dict, fused: dict) -> dict[str, str]
         for i, v in enumerate(values):
             ax.text(100 * v + 1, i, f"{100 * v:.1f}", va="center")
     figure.suptitle("TSN on the UCF101 subset (4 classes, split 1 test, 25 snippets), tiny backbone from scratch")
-    _save(figure, out_dir, "ablations", formats=("png",))
+    plots.save_figure(figure, out_dir, "ablations", formats=("png",))
     paths["ablations"] = "results/ablations.png"
     return paths
 
@@ -503,9 +503,9 @@ def _benchmark_section(b: dict) -> list[str]:
         "Training throughput per backbone (TSN, K=3, "
         f"{bb['batch']} clips at {bb['size']} px, this machine):",
         "",
-        "| backbone | frames/s | x BN-Inception | trainable parameters |",
+        f"| backbone | frames/s | x {bb['reference']} | trainable parameters |",
         "|---|---|---|---|",
-        *[f"| {name} | {fps:.1f} | {bb['ratio_to_bn_inception'].get(name, float('nan')):.2f} | "
+        *[f"| {name} | {fps:.1f} | {bb['ratio_to_reference'][name]:.2f} | "
           f"{bb['trainable_parameters'][name] / 1e6:.2f} M |" for name, fps in bb["frames_per_s"].items()],
         "",
         f"Optimiser (tiny backbone, `bench_training`): CaffeSGD (L2 + clipping) time / stock Keras SGD time "

@@ -12,7 +12,9 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("TSN_SHARED_DATA", REPO.parent / "shared" / "data"))
-REFERENCE = Path(os.environ.get("TSN_SHARED_REFERENCE", REPO.parent / "shared" / "reference"))
+VECTORS = REPO / "tests" / "reference" / "vectors.json"
+# The development material the copy above came from; only tests/test_reference.py reads it (to catch drift).
+SHARED_REFERENCE = Path(os.environ.get("TSN_SHARED_REFERENCE", REPO.parent / "shared" / "reference"))
 
 
 @pytest.fixture(scope="session")
@@ -25,13 +27,12 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def vectors() -> dict:
-    """The reference test vectors (``../shared/reference/vectors.json``) of TSN_SEMANTICS.md."""
+    """The reference test vectors of TSN_SEMANTICS.md (``tests/reference/vectors.json``); missing is a failure."""
     import json
 
-    path = REFERENCE / "vectors.json"
-    if not path.is_file():
-        pytest.skip(f"reference vectors not found at {path} (set TSN_SHARED_REFERENCE to its folder)")
-    return json.loads(path.read_text())
+    if not VECTORS.is_file():
+        pytest.fail(f"reference vectors not found at {VECTORS}: they are part of the repository (tests/reference/)")
+    return json.loads(VECTORS.read_text())
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from tsn_keras.callbacks import HistoryCSV, ResumableCheckpoint, read_history  # noqa: E402
+from tsn_keras.callbacks import HistoryCSV, ResumableCheckpoint  # noqa: E402
+from tsn_keras.history import read_rows  # noqa: E402
 
 
 def _model():
@@ -28,9 +29,9 @@ def test_history_drops_epochs_after_the_restored_one_and_adds_late_columns(tmp_p
     resumed.set_model(_model())
     resumed.on_train_begin()
     resumed.on_epoch_begin(2)
-    assert [row["epoch"] for row in read_history(path)] == ["0", "1"]
+    assert [row["epoch"] for row in read_rows(path)] == ["0", "1"]
     resumed.on_epoch_end(2, {"iteration": 6, "learning_rate": 0.01, "loss": 0.3, "val_loss": 0.5})
-    rows = read_history(path)
+    rows = read_rows(path)
     assert list(rows[0]) == ["epoch", "iteration", "learning_rate", "loss", "val_loss"]
     assert [row["val_loss"] for row in rows] == ["", "", "0.5"]
     assert [row["iteration"] for row in rows] == ["2", "4", "6"]

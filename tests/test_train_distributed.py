@@ -195,8 +195,8 @@ def test_multi_worker_strategy_with_two_local_workers(tmp_path):
 
 @pytest.mark.slow
 def test_killed_run_resumes_at_the_next_epoch(tiny_shards, tmp_path):
-    from tsn_keras.callbacks import read_history
     from tsn_keras.cli import main as tsn
+    from tsn_keras.history import read_rows
 
     run = tmp_path / "run"
     killed = _launch("killed", str(tiny_shards), str(run), "1")
@@ -204,12 +204,12 @@ def test_killed_run_resumes_at_the_next_epoch(tiny_shards, tmp_path):
     assert killed.returncode == -signal.SIGKILL
     backed_up = json.loads((run / "backup" / "training_metadata.json").read_text())
     assert backed_up["epoch"] == 2  # epochs 0 and 1 finished and backed up
-    assert [int(r["epoch"]) for r in read_history(run / "history.csv")] == [0, 1]
+    assert [int(r["epoch"]) for r in read_rows(run / "history.csv")] == [0, 1]
     assert not (run / "model.keras").exists()
 
     # Started again the way a user would: the run folder alone (its config.yaml is the recipe).
     assert tsn(["train", "--run-dir", str(run), "--verbose", "0"]) == 0
-    rows = read_history(run / "history.csv")
+    rows = read_rows(run / "history.csv")
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
     # The optimiser state came back with the weights: its update counter went on from 4.
     assert [int(r["iteration"]) for r in rows] == [2, 4, 6, 8]

@@ -7,7 +7,7 @@ The flow objects are made once per worker by :func:`init_worker`.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from tfrecords_tools.datasets import VideoEntry
+from tfrecords_tools.errors import DataError
 from tfrecords_tools.flow import FlowEstimator, WarpedFlowEstimator, quantize_flow
 from tfrecords_tools.manifest import MANIFEST_NAME, load_manifest
 from tfrecords_tools.schema import VideoRecord
@@ -53,6 +54,21 @@ def stored_video_settings(data_root=None, modalities: tuple[str, ...] = ("rgb",)
     if manifest.get("frame_size"):
         return replace(settings, frame_size=tuple(manifest["frame_size"]))
     return settings
+
+
+def read_video(path, settings: VideoSettings | None = None) -> Iterator[np.ndarray]:
+    """Decode a video file frame by frame (BGR ``uint8``), resized as ``settings`` store it.
+
+    For readers outside a conversion (``tsn predict``, plots): a file that cannot be read as a
+    video is a ``DataError`` naming the file and the reason.
+    """
+    settings = settings or VideoSettings()
+    try:
+        reader = VideoReader(path, frame_size=settings.frame_size, short_side=settings.short_side)
+        yield from reader
+        reader.check_complete()
+    except VideoError as err:
+        raise DataError(f"cannot read video {path}: {err}") from None
 
 
 @dataclass

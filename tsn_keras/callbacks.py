@@ -18,6 +18,8 @@ from pathlib import Path
 import keras
 from keras import ops
 
+from tsn_keras.history import columns as history_columns
+from tsn_keras.history import read_rows
 from tsn_keras.optimization import lr_at
 
 log = logging.getLogger("tsn_keras.training")
@@ -70,15 +72,6 @@ class IterationLogger(keras.callbacks.Callback):
         logs["learning_rate"] = lr_at(max(done - 1, 0), self.base_lr, self.lr_steps, self.lr_decay)
 
 
-def read_history(path: str | os.PathLike) -> list[dict[str, str]]:
-    """Rows of a ``history.csv`` as dictionaries (empty when the file does not exist)."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    with path.open(newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
 class HistoryCSV(keras.callbacks.Callback):
     """``history.csv``: one row per epoch, columns ``epoch, iteration, learning_rate, <metrics>``.
 
@@ -100,7 +93,7 @@ class HistoryCSV(keras.callbacks.Callback):
         self._started = False
 
     def on_train_begin(self, logs=None):
-        self.rows = read_history(self.path)
+        self.rows = read_rows(self.path)
         self._started = False
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -112,8 +105,8 @@ class HistoryCSV(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         row = {"epoch": epoch}
         for key, value in (logs or {}).items():
-            number = float(ops.convert_to_numpy(value))
-            row[key] = int(number) if key == "iteration" else number
+            scalar = float(ops.convert_to_numpy(value))
+            row[key] = int(scalar) if key == "iteration" else scalar
         self.rows.append(row)
         self._write()
 
@@ -165,14 +158,8 @@ class ResumableCheckpoint(keras.callbacks.ModelCheckpoint):
         if self._started:
             return
         self._started = True
-        values = []
-        for row in self.history.rows:
-            try:
-                value = float(row.get(self.monitor, ""))
-            except ValueError:
-                continue
-            if int(row["epoch"]) < epoch and math.isfinite(value):
-                values.append(value)
+        kept = [row for row in self.history.rows if int(row["epoch"]) < epoch]
+        values = [value for value in history_columns(kept).get(self.monitor, []) if math.isfinite(value)]
         if values:
             self.best = min(values) if self.mode == "min" else max(values)
 

@@ -2,7 +2,8 @@
 
 Every function writes one figure as PNG and SVG (``formats``) and returns the paths. Figures are
 drawn on ``matplotlib.figure.Figure`` with the Agg canvas, never through ``pyplot``, so plotting
-works without a display and leaves no global state behind.
+works without a display and leaves no global state behind. What a run's figures are drawn from
+(its files, a video's frames) is found by :mod:`tsn_keras.run_files`.
 
 Example:
     >>> plot_history("runs/ucf101_rgb-20240101-120000/history.csv", "plots")  # doctest: +SKIP
@@ -11,30 +12,37 @@ Example:
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from tsn_keras.errors import DataError
+from tsn_keras.history import read_columns
+from tsn_keras.run_files import find_run_files, shard_frames, video_file_frames
+from tsn_keras.scores import load_metrics
+
+__all__ = ["FORMATS", "new_figure", "plot_confusion", "plot_history", "plot_per_class", "plot_run", "plot_sampling",
+           "save_figure", "shard_frames", "video_file_frames"]
 
 FORMATS = ("png", "svg")
 _TRAIN, _VAL = "#1f77b4", "#d62728"
 
 
-def _figure(width: float, height: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
+def new_figure(width: float, height: float) -> Figure:
+    """An empty figure of ``width`` x ``height`` inches on the Agg canvas (no ``pyplot``, no display)."""
     figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     return figure
 
 
-def _save(figure, out_dir: str | os.PathLike, name: str, formats=FORMATS) -> list[Path]:
+def save_figure(figure: Figure, out_dir: str | os.PathLike, name: str, formats=FORMATS) -> list[Path]:
+    """Write ``figure`` as ``<out_dir>/<name>.<format>`` for each of ``formats``; returns the paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -49,24 +57,6 @@ def _save(figure, out_dir: str | os.PathLike, name: str, formats=FORMATS) -> lis
 
 # --- training curves --------------------------------------------------------------------------
 
-def read_history(history_csv: str | os.PathLike) -> dict[str, np.ndarray]:
-    """The columns of a ``history.csv`` (Keras ``CSVLogger``) as float arrays; empty cells are NaN."""
-    path = Path(history_csv)
-    if not path.is_file():
-        raise DataError(f"history file {path} not found (a run folder holds history.csv once an epoch has finished)")
-    with path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    if not rows:
-        raise DataError(f"{path} holds no epochs yet")
-    columns: dict[str, np.ndarray] = {}
-    for name in rows[0]:
-        try:
-            columns[name] = np.array([float(row[name]) if row[name] not in ("", None) else np.nan for row in rows])
-        except ValueError:
-            continue  # a non-numeric column (e.g. a timestamp) is not plotted
-    return columns
-
-
 def plot_history(history_csv: str | os.PathLike, out_dir: str | os.PathLike, *, formats=FORMATS) -> list[Path]:
     """Loss and accuracy curves, training vs. validation, and the learning rate on its own panel.
 
@@ -74,7 +64,7 @@ def plot_history(history_csv: str | os.PathLike, out_dir: str | os.PathLike, *, 
         history_csv: a run's ``history.csv``; a metric ``m`` is paired with ``val_m``.
         out_dir: folder for ``history.png`` / ``history.svg``.
     """
-    history = read_history(history_csv)
+    history = {name: np.asarray(values) for name, values in read_columns(history_csv).items()}
     x_name = next((name for name in ("iteration", "step", "epoch") if name in history), None)
     length = len(next(iter(history.values())))
     # CSVLogger numbers epochs from 0; people count them from 1.
@@ -89,7 +79,7 @@ def plot_history(history_csv: str | os.PathLike, out_dir: str | os.PathLike, *, 
     panels = len(metrics) + (lr_name is not None)
     columns = min(panels, 3)
     rows = math.ceil(panels / columns)
-    figure = _figure(4.6 * columns, 3.4 * rows)
+    figure = new_figure(4.6 * columns, 3.4 * rows)
     marker = "o" if length < 20 else None
     for i, name in enumerate(metrics):
         axis = figure.add_subplot(rows, columns, i + 1)
@@ -111,7 +101,7 @@ def plot_history(history_csv: str | os.PathLike, out_dir: str | os.PathLike, *, 
         axis.set_xlabel(x_name or "epoch")
         axis.grid(alpha=0.3, which="both")
     figure.suptitle(f"training history ({Path(history_csv).parent.name or Path(history_csv).name})")
-    return _save(figure, out_dir, "history", formats)
+    return save_figure(figure, out_dir, "history", formats)
 
 
 # --- test results -----------------------------------------------------------------------------
@@ -119,8 +109,6 @@ def plot_history(history_csv: str | os.PathLike, out_dir: str | os.PathLike, *, 
 def _metrics(metrics_or_path: dict[str, Any] | str | os.PathLike) -> dict[str, Any]:
     if isinstance(metrics_or_path, dict):
         return metrics_or_path
-    from tsn_keras.scores import load_metrics
-
     return load_metrics(metrics_or_path)
 
 
@@ -144,7 +132,7 @@ def plot_confusion(metrics_or_path: dict[str, Any] | str | os.PathLike, out_dir:
     counts = confusion.sum(axis=1, keepdims=True)
     normalised = np.divide(confusion, counts, out=np.zeros_like(confusion), where=counts > 0)
     side = float(np.clip(0.16 * n + 3.5, 5.5, 22))
-    figure = _figure(side + 1.2, side)
+    figure = new_figure(side + 1.2, side)
     axis = figure.add_subplot()
     image = axis.imshow(normalised, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
     size = _label_size(n, side * 0.8)
@@ -161,7 +149,7 @@ def plot_confusion(metrics_or_path: dict[str, Any] | str | os.PathLike, out_dir:
     figure.colorbar(image, ax=axis, fraction=0.04, label="fraction of the true class")
     axis.set_title(f"confusion matrix: top-1 {100 * metrics['top1']:.1f}%, "
                    f"mean class {100 * metrics['mean_class_accuracy']:.1f}% ({metrics['num_videos']} videos)")
-    return _save(figure, out_dir, "confusion", formats)
+    return save_figure(figure, out_dir, "confusion", formats)
 
 
 def plot_per_class(metrics_or_path: dict[str, Any] | str | os.PathLike, out_dir: str | os.PathLike, *,
@@ -175,7 +163,7 @@ def plot_per_class(metrics_or_path: dict[str, Any] | str | os.PathLike, out_dir:
     names, accuracy = zip(*items)
     n = len(names)
     height = float(np.clip(0.2 * n + 1.5, 3, 24))
-    figure = _figure(8, height)
+    figure = new_figure(8, height)
     axis = figure.add_subplot()
     colours = ["#d62728" if a < 0.5 else "#ff7f0e" if a < 0.8 else "#2ca02c" for a in accuracy]
     axis.barh(range(n), [100 * a for a in accuracy], color=colours)
@@ -191,7 +179,7 @@ def plot_per_class(metrics_or_path: dict[str, Any] | str | os.PathLike, out_dir:
     axis.axvline(mean, color="black", linestyle="--")
     axis.grid(axis="x", alpha=0.3)
     axis.set_title(f"per-class accuracy (dashed: mean class accuracy {mean:.1f}%)")
-    return _save(figure, out_dir, "per_class", formats)
+    return save_figure(figure, out_dir, "per_class", formats)
 
 
 # --- TSN sampling -----------------------------------------------------------------------------
@@ -212,6 +200,8 @@ def plot_sampling(frames, out_dir: str | os.PathLike, *, num_frames: int | None 
         seed: the training draw's seed.
         out_dir: folder for ``sampling.png`` / ``sampling.svg``.
     """
+    # tsn_keras.data.sampling is TensorFlow code: loaded for this figure only, so that drawing
+    # the others does not start TensorFlow.
     from tsn_keras.data.sampling import sample_offsets
 
     read = frames if callable(frames) else frames.__getitem__
@@ -222,7 +212,7 @@ def plot_sampling(frames, out_dir: str | os.PathLike, *, num_frames: int | None 
         raise DataError(f"the video has {total} frame(s): nothing to sample for {modality}")
     train = np.asarray(sample_offsets(n, num_segments, new_length, "train", seed=seed))
     test = np.asarray(sample_offsets(n, num_snippets, new_length, "test"))
-    figure = _figure(16, 8.5)
+    figure = new_figure(16, 8.5)
     grid = figure.add_gridspec(4, 1, height_ratios=[1.0, 1.7, 0.8, 0.8])
     timeline = figure.add_subplot(grid[0])
     segment = (n - new_length + 1) / num_segments
@@ -256,12 +246,10 @@ def plot_sampling(frames, out_dir: str | os.PathLike, *, num_frames: int | None 
             axis.axis("off")
     figure.suptitle(title or f"TSN sampling: {n} frames, K={num_segments}, L={new_length}, training draw "
                     f"(seed {seed}) and the {num_snippets} test snippets")
-    return _save(figure, out_dir, "sampling", formats)
+    return save_figure(figure, out_dir, "sampling", formats)
 
 
-def _span(start: int, length: int, y: float, colour: str):
-    from matplotlib.patches import Rectangle
-
+def _span(start: int, length: int, y: float, colour: str) -> Rectangle:
     return Rectangle((start, y), max(length, 0.6), 0.3, color=colour, alpha=0.85)
 
 
@@ -272,59 +260,7 @@ def _frame(read, index: int, num_frames: int) -> np.ndarray:
     return frame
 
 
-def shard_frames(data_root: str | os.PathLike, video_id: str):
-    """A reader of one converted video's RGB frames, straight from the shard bytes (via the byte index).
-
-    Returns ``(read, num_frames, split)`` where ``read(i)`` decodes frame ``i`` as RGB uint8.
-    """
-    import cv2
-
-    from tfrecords_tools.manifest import load_manifest, split_shards
-    from tfrecords_tools.shards import ShardIndex, index_path
-
-    manifest = load_manifest(data_root)
-    for split in manifest["splits"]:
-        for shard in split_shards(data_root, split):
-            if not index_path(shard).is_file():
-                continue
-            index = ShardIndex.load(index_path(shard))
-            hits = np.flatnonzero(index.video_id == video_id)
-            if not len(hits) or "rgb" not in index.count:
-                continue
-            i = int(hits[0])
-            first, count = int(index.start("rgb")[i]), int(index.count["rgb"][i])
-            offsets = index.offset["rgb"][first:first + count]
-            lengths = index.length["rgb"][first:first + count]
-
-            def read(frame: int, shard=shard, offsets=offsets, lengths=lengths) -> np.ndarray:
-                with open(shard, "rb") as handle:
-                    handle.seek(int(offsets[frame]))
-                    data = np.frombuffer(handle.read(int(lengths[frame])), np.uint8)
-                image = cv2.imdecode(data, cv2.IMREAD_COLOR)
-                if image is None:
-                    raise DataError(f"frame {frame} of {video_id} in {shard} is not a readable JPEG")
-                return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-            return read, count, split
-    raise DataError(f"video {video_id!r} not found in the indexed RGB shards of {data_root}")
-
-
-def video_file_frames(path: str | os.PathLike, settings=None, thumbnail_width: int = 170):
-    """Decode a video file (resized as the converter stored its data) into small RGB thumbnails.
-
-    Returns ``(read, num_frames)``; an unreadable file is a ``DataError``.
-    """
-    import cv2
-
-    from tsn_keras.predict import read_video
-
-    thumbnails = []
-    for frame in read_video(path, settings):
-        height = max(1, round(frame.shape[0] * thumbnail_width / frame.shape[1]))
-        small = cv2.resize(frame, (thumbnail_width, height), interpolation=cv2.INTER_AREA)
-        thumbnails.append(cv2.cvtColor(small, cv2.COLOR_BGR2RGB))
-    return thumbnails.__getitem__, len(thumbnails)
-
+# --- a run folder -----------------------------------------------------------------------------
 
 def plot_run(run: str | os.PathLike, out_dir: str | os.PathLike | None = None, *, video: str | None = None,
              metrics: str | os.PathLike | None = None, seed: int = 0, formats=FORMATS) -> tuple[list[Path], list[str]]:
@@ -342,67 +278,18 @@ def plot_run(run: str | os.PathLike, out_dir: str | os.PathLike | None = None, *
     Returns:
         The files written and one line per figure that could not be drawn (and why).
     """
-    from tsn_keras.config import load_config
-    from tsn_keras.scores import METRICS_NAME
-
-    run = Path(run)
-    if run.is_file() and run.suffix == ".json":
-        metrics, run = metrics or run, run.parent
-    elif not run.is_dir():
-        raise DataError(f"{run} is neither a run folder nor a metrics.json")
-    out = Path(out_dir) if out_dir is not None else run / "plots"
+    found = find_run_files(run, video=video, metrics=metrics)
+    out = Path(out_dir) if out_dir is not None else found.folder / "plots"
     written: list[Path] = []
-    skipped: list[str] = []
-    if (run / "history.csv").is_file():
-        written += plot_history(run / "history.csv", out, formats=formats)
-    else:
-        skipped.append(f"training curves: no history.csv in {run}")
-    if metrics is None:
-        candidates = sorted([run / METRICS_NAME] if (run / METRICS_NAME).is_file() else run.glob(f"eval-*/{METRICS_NAME}"),
-                            key=lambda p: p.stat().st_mtime)
-        metrics = candidates[-1] if candidates else None
-    if metrics is not None:
-        written += plot_confusion(metrics, out, formats=formats)
-        written += plot_per_class(metrics, out, formats=formats)
-    else:
-        skipped.append(f"confusion matrix and per-class accuracy: no metrics.json in {run} (run `tsn evaluate`)")
-    config = load_config(run / "config.yaml") if (run / "config.yaml").is_file() else None
-    num_segments = config.data.num_segments if config else 3
-    new_length = config.data.resolved_new_length() if config else 1
-    modality = config.data.modality if config else "rgb"
-    data_root = config.data.root if config and config.data.root else None
-    if video is not None and Path(video).is_file():
-        from tfrecords_tools.worker import stored_video_settings
-
-        read, num_frames = video_file_frames(video, stored_video_settings(data_root))
-        name = Path(video).name
-    elif video is not None or data_root is not None:
-        if data_root is None:
-            raise DataError(f"{video} is not a file, and the run names no converted data to find it in")
-        if video is None:
-            video = _first_video(data_root, config.data.test_split)
-        read, num_frames, _ = shard_frames(data_root, video)
-        name = video
-    else:
-        skipped.append("sampling picture: give a video file (--video) for a run without converted data")
-        return written, skipped
-    written += plot_sampling(read, out, num_frames=num_frames, num_segments=num_segments, new_length=new_length,
-                             modality=modality, seed=seed, formats=formats,
-                             title=f"TSN sampling of {name} ({modality}): {num_frames} frames, K={num_segments} "
-                                   f"segments, L={new_length}; training draw (seed {seed}) and the 25 test snippets")
-    return written, skipped
-
-
-def _first_video(data_root, split: str) -> str:
-    from tfrecords_tools.manifest import load_manifest, split_shards
-    from tfrecords_tools.shards import ShardIndex, index_path
-
-    splits = load_manifest(data_root)["splits"]
-    for name in [split, *splits]:
-        if name in splits:
-            for shard in split_shards(data_root, name):
-                if index_path(shard).is_file():
-                    index = ShardIndex.load(index_path(shard))
-                    if index.num_videos:
-                        return str(index.video_id[0])
-    raise DataError(f"no indexed video found in {data_root}")
+    if found.history is not None:
+        written += plot_history(found.history, out, formats=formats)
+    if found.metrics is not None:
+        written += plot_confusion(found.metrics, out, formats=formats)
+        written += plot_per_class(found.metrics, out, formats=formats)
+    if found.video is not None:
+        v, k, length = found.video, found.num_segments, found.new_length
+        written += plot_sampling(v.read, out, num_frames=v.num_frames, num_segments=k, new_length=length,
+                                 modality=found.modality, seed=seed, formats=formats,
+                                 title=f"TSN sampling of {v.name} ({found.modality}): {v.num_frames} frames, K={k} "
+                                       f"segments, L={length}; training draw (seed {seed}) and the 25 test snippets")
+    return written, found.missing

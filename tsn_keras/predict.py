@@ -16,7 +16,7 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from tfrecords_tools.video import VideoError, VideoReader
-from tfrecords_tools.worker import VideoConverter, VideoSettings, stored_video_settings
+from tfrecords_tools.video import VideoError
+from tfrecords_tools.worker import VideoConverter, VideoSettings, read_video, stored_video_settings
 from tsn_keras.data.pipeline import test_views
 from tsn_keras.data.sampling import sample_offsets, snippet_frames
 from tsn_keras.errors import ConfigError, DataError
@@ -36,20 +36,6 @@ from tsn_keras.scores import default_fusion_weights, fuse_logits
 from tsn_keras.vocab import CONVERTED_MODALITIES, MODALITY_KEYS, is_flow
 
 # --- the video, as the converter would have stored it ------------------------------------------
-
-def read_video(path: str | os.PathLike, settings: VideoSettings | None = None) -> Iterator[np.ndarray]:
-    """Decode a video file frame by frame (BGR ``uint8``), resized like the conversion did.
-
-    A file that cannot be read as a video is a ``DataError`` naming the file and the reason.
-    """
-    settings = settings or VideoSettings()
-    try:
-        reader = VideoReader(path, frame_size=settings.frame_size, short_side=settings.short_side)
-        yield from reader
-        reader.check_complete()
-    except VideoError as err:
-        raise DataError(f"cannot read video {path}: {err}") from None
-
 
 def encode_video(path: str | os.PathLike, needs: dict[str, int], *, num_snippets: int = 25,
                  settings: VideoSettings | None = None) -> tuple[dict[str, list[bytes]], int]:

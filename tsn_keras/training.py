@@ -44,6 +44,7 @@ from pathlib import Path
 from tsn_keras.checks import DataSummary, check_data
 from tsn_keras.config import Config, config_from_dict
 from tsn_keras.errors import ConfigError
+from tsn_keras.history import columns as history_columns
 from tsn_keras.vocab import AUTO, backbone_preset
 
 log = logging.getLogger("tsn_keras.training")
@@ -230,7 +231,7 @@ def _fit(config: Config, data: DataSummary, plan: Plan, strategy, run: Path, ver
         with contextlib.suppress(OSError):
             out.parent.rmdir()  # the last worker out removes workers/
         model_path = run / "model.keras"
-    return TrainResult(run, model_path, _columns(history.rows))
+    return TrainResult(run, model_path, history_columns(history.rows))
 
 
 def _datasets(config: Config, plan: Plan, strategy, seed: int):
@@ -326,15 +327,3 @@ def _log_to(path: Path) -> None:
     handler._tsn_run = True
     log.addHandler(handler)
     log.setLevel(logging.INFO)
-
-
-def _columns(rows: list[dict]) -> dict[str, list[float]]:
-    columns: dict[str, list[float]] = {}
-    for row in rows:
-        for key in row:
-            columns.setdefault(key, [])
-    for row in rows:
-        for key, values in columns.items():
-            value = row.get(key, "")
-            values.append(float(value) if value not in ("", None) else math.nan)
-    return columns
