@@ -171,6 +171,10 @@ def test_train_lowers_the_loss_and_writes_the_run_folder(tiny_shards, tmp_path):
     # The final model loads without the optimiser class, and is the last epoch's weights.
     model = keras.saving.load_model(run / "model.keras")
     assert not model.compiled
+    # ... and tells, on its own, how its input must be prepared.
+    assert (type(model).__name__, model.modality, model.new_length, model.input_size, model.normalization) == (
+        "TSN", "rgb", 1, 32, "keras_tf")
+    assert model.class_names == ["class0", "class1", "class2", "class3"]
     x = np.random.default_rng(0).normal(size=(2, 3, 32, 32, 3)).astype("float32")
     last = keras.models.clone_model(model)
     last.load_weights(run / "checkpoints" / "last.weights.h5")
