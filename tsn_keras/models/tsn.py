@@ -207,24 +207,15 @@ class TSN(keras.Model):
 def build_tsn(
     num_classes: int,
     modality: str = "rgb",
-    num_segments: int = 3,
-    new_length: int | None = None,
-    backbone: str = "bn_inception",
-    consensus: str = "avg",
-    dropout: float | None = None,
-    partial_bn: bool = True,
-    input_size: int = 224,
+    *,
     weights: str | Path | None = None,
-    consensus_k: int = 3,
     init_from: keras.Model | str | Path | None = None,
-    normalization: str = AUTO,
-    class_names: list[str] | None = None,
+    **architecture,
 ) -> TSN:
     """Build a ``TSN`` and load its starting weights.
 
     Args:
-        num_classes, modality, num_segments, new_length, backbone, consensus, dropout,
-            partial_bn, input_size, consensus_k, normalization, class_names: as ``TSN``.
+        num_classes, modality: as ``TSN``.
         weights: backbone weights: ``None``, ``"imagenet"`` (keras.applications backbones), a
             ``.weights.h5`` file of the backbone (any channel count: 3-channel weights get the
             cross-modality initialisation) or a ``.keras`` model whose backbone is copied.
@@ -232,6 +223,9 @@ def build_tsn(
             a ``.keras`` path, or backbone weights (``.weights.h5``). The backbone's first conv
             gets the averaged kernel, every other backbone layer is copied; the classifier and
             consensus are copied where their shapes match (same number of classes).
+        **architecture: the other arguments of ``TSN`` (``num_segments``, ``new_length``,
+            ``backbone``, ``consensus``, ``consensus_k``, ``dropout``, ``partial_bn``,
+            ``input_size``, ``normalization``, ``class_names``).
 
     Returns:
         A ``TSN`` named ``tsn_<modality>_<backbone>``, not compiled.
@@ -243,8 +237,8 @@ def build_tsn(
     """
     if weights is not None and init_from is not None:
         raise ConfigError("give model.weights or model.init_from, not both (init_from already sets the backbone)")
-    model = TSN(num_classes, modality, num_segments, new_length, backbone, consensus, consensus_k, dropout,
-                partial_bn, input_size, normalization, class_names)
+    model = TSN(num_classes, modality, **architecture)
+    backbone, input_size = model.backbone, model.input_size
     if weights == "imagenet":
         transfer_weights(build_backbone(backbone, (input_size, input_size, 3), weights="imagenet"),
                          find_backbone(model))
