@@ -2,7 +2,7 @@
 
 Nothing here imports TensorFlow (``records.VideoRecord`` is plain Python): the converter's
 workers are started with ``spawn`` and must stay light, and TensorFlow must never be forked.
-The flow objects are made once per worker by :func:`init_worker`.
+:func:`init_worker` makes each worker process's converter once.
 """
 
 from __future__ import annotations
@@ -45,16 +45,28 @@ class VideoResult:
 
 
 class VideoConverter:
-    """Converts videos with fixed settings; holds the flow objects so they are built once."""
+    """Converts videos with fixed settings.
+
+    The flow objects are made anew for each video: OpenCV's DIS keeps state from one call to the
+    next (the same frame pair gives a different field after other pairs), so reusing one across
+    videos would make a video's bytes depend on which video its worker converted before, i.e. on
+    scheduling. Making them costs microseconds.
+    """
 
     def __init__(self, settings: VideoSettings):
         self.settings = settings
+        self.flow: FlowEstimator | None = None
+        self.warped: WarpedFlowEstimator | None = None
+
+    def _new_estimators(self) -> None:
+        settings = self.settings
         needs_flow = "flow" in settings.modalities or "warped_flow" in settings.modalities
         self.flow = FlowEstimator(settings.flow) if needs_flow else None
         self.warped = WarpedFlowEstimator(self.flow) if "warped_flow" in settings.modalities else None
 
     def __call__(self, entry: VideoEntry, label_name: str) -> VideoResult:
         result = VideoResult(entry, label_name)
+        self._new_estimators()
         try:
             self._convert(entry, result)
         except VideoError as err:

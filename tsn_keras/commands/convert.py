@@ -92,7 +92,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                              "or a cluster runner, see --beam-options); both write the same bytes [local]")
     parser.add_argument("--beam-options", metavar="FLAGS", default="",
                         help="Beam pipeline flags for --runner beam, e.g. \"--direct_num_workers=2 "
-                             "--direct_running_mode=multi_processing\" or \"--runner=DataflowRunner --project=P ...\"")
+                             "--direct_running_mode=multi_processing\" or \"--runner=DataflowRunner --project=P ...\"; "
+                             "a single flag needs the = form: --beam-options=--runner=FlinkRunner")
     parser.add_argument("--present-classes-only", action="store_true",
                         help="keep only classes with at least one video on disk, relabelled 0..n-1")
     parser.add_argument("--strict", action="store_true", help="exit with code 2 if any video was rejected or missing")
