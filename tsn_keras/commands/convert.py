@@ -63,11 +63,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", help="output folder (resumed when it holds an interrupted conversion)")
     parser.add_argument("--format", choices=FORMATS, default="folder",
                         help="ucf101 / hmdb51 (official split files), folder (<root>/<class>/<video>), "
-                             "list (<relative path> <label> files) [folder]")
+                             "list (<relative path> <label> files), kinetics (official CSVs, clips named "
+                             "<youtube_id>_<start:06d>_<end:06d>.mp4 anywhere under SOURCE) [folder]")
     parser.add_argument("--split", type=int, choices=(1, 2, 3), default=1, help="official split (ucf101, hmdb51) [1]")
     parser.add_argument("--annotations", metavar="DIR",
                         help="folder of the official split files (default: ucfTrainTestlist / "
-                             "testTrainMulti_7030_splits in or beside SOURCE)")
+                             "testTrainMulti_7030_splits / the Kinetics train,validate,test CSVs in or beside SOURCE)")
     parser.add_argument("--list", action="append", metavar="SPLIT=FILE", dest="lists",
                         help="format list: a split's list file, repeatable (--list train=a.txt --list test=b.txt)")
     parser.add_argument("--classes", metavar="FILE", help="format list: class names, one per line or '<1-based idx> <name>'")
