@@ -99,39 +99,22 @@ def _convert_beam(clips: list[Path], root: Path, out: Path) -> float:
     return elapsed
 
 
-def _runners(clips: list[Path], root: Path, scratch: Path, repeats: int, marginal: bool) -> dict:
-    """Beam DirectRunner with 2 workers against the local runner with 2 workers (interleaved, best of each).
-
-    With ``marginal``, both also convert the first half of the clips, which separates each runner's
-    fixed cost (starting workers and stages) from its rate on additional videos.
-    """
+def _runners(clips: list[Path], root: Path, scratch: Path, repeats: int) -> dict:
+    """Beam DirectRunner with 2 workers against the local runner with 2 workers (interleaved, best of each)."""
     try:
         import apache_beam  # noqa: F401
     except ImportError:
         print("Beam DirectRunner vs local: skipped (apache-beam not installed: pip install 'tsn-keras[beam]')")
         return {}
-    sets = [clips[: len(clips) // 2], clips] if marginal else [clips]
-    seconds = {(runner, len(subset)): float("inf") for runner in ("local", "beam") for subset in sets}
+    local_s = beam_s = float("inf")
     for _ in range(repeats):
-        for subset in sets:
-            key = len(subset)
-            seconds["local", key] = min(seconds["local", key], _convert(subset, root, scratch / "local2", workers=2))
-            seconds["beam", key] = min(seconds["beam", key], _convert_beam(subset, root, scratch / "beam2"))
-    same = _tree_digest(scratch / "local2") == _tree_digest(scratch / "beam2")
+        local_s = min(local_s, _convert(clips, root, scratch / "local2", workers=2))
+        beam_s = min(beam_s, _convert_beam(clips, root, scratch / "beam2"))
     frames = sum(_frame_count(c) for c in clips)
     stored = sum(p.stat().st_size for p in (scratch / "local2").rglob("*.tfrecord"))
-    results = {"runner_frames": frames, "local_2_workers_s": seconds["local", len(clips)],
-               "beam_2_workers_s": seconds["beam", len(clips)], "beam_same_bytes": same,
-               "stored_bytes_per_frame": stored / frames}
-    results["beam_vs_local_2_workers"] = results["local_2_workers_s"] / results["beam_2_workers_s"]
-    if marginal:
-        half = sum(_frame_count(c) for c in sets[0])
-        for runner in ("local", "beam"):
-            extra_s = seconds[runner, len(clips)] - seconds[runner, len(sets[0])]
-            results[f"{runner}_marginal_fps"] = (frames - half) / extra_s if extra_s > 0 else float("nan")
-            results[f"{runner}_fixed_s"] = seconds[runner, len(sets[0])] - half / results[f"{runner}_marginal_fps"]
-        results["beam_vs_local_marginal"] = results["beam_marginal_fps"] / results["local_marginal_fps"]
-    return results
+    return {"runner_frames": frames, "local_2_workers_s": local_s, "beam_2_workers_s": beam_s,
+            "beam_vs_local_2_workers": local_s / beam_s, "stored_bytes_per_frame": stored / frames,
+            "beam_same_bytes": _tree_digest(scratch / "local2") == _tree_digest(scratch / "beam2")}
 
 
 def _tree_digest(root: Path) -> dict[str, str]:
@@ -173,7 +156,7 @@ def main(argv: list[str] | None = None) -> dict:
         clips = _clips(args.data, num_clips, scratch)
         root = Path(os.path.commonpath([str(c.parent) for c in clips])).parent if len(clips) > 1 else clips[0].parent
         if args.runners:
-            runners = _runners(clips, root, scratch, repeats=1 if args.quick else 2, marginal=not args.quick)
+            runners = _runners(clips, root, scratch, repeats=1 if args.quick else 2)
             _print_runners(runners, len(clips))
             return runners
         _bare_loop(clips[:1])  # warm the decoder and the page cache
@@ -184,7 +167,7 @@ def main(argv: list[str] | None = None) -> dict:
             bound_s = min(bound_s, seconds)
             one_s = min(one_s, _convert(clips, root, scratch / "w1", workers=1))
             two_s = min(two_s, _convert(clips, root, scratch / "w2", workers=2))  # includes starting the workers
-        runners = _runners(clips, root, scratch, repeats, marginal=not args.quick)
+        runners = _runners(clips, root, scratch, repeats)
         flow_frames = _gray_frames(clips[0], max(fast_frames, tvl1_frames) + 1)
     flow_fps = {name: _flow_fps(flow_frames[: (tvl1_frames if name == "tvl1" else fast_frames) + 1],
                                 FlowEstimator(name)) for name in ALGORITHMS}
@@ -226,10 +209,6 @@ def _print_runners(runners: dict, clips: int) -> None:
           f"Beam DirectRunner 2 workers multi-processing {beam_fps:.0f} frames/s ({runners['beam_2_workers_s']:.1f} s)")
     print(f"Beam DirectRunner 2 workers / local 2 workers: {runners['beam_vs_local_2_workers']:.2f} (target >= 0.8); "
           f"same bytes: {runners['beam_same_bytes']}")
-    if "beam_vs_local_marginal" in runners:
-        print(f"  on additional videos (half vs all clips): local {runners['local_marginal_fps']:.0f} frames/s, "
-              f"Beam {runners['beam_marginal_fps']:.0f} frames/s = {runners['beam_vs_local_marginal']:.2f}; fixed cost "
-              f"(start-up, stages): local {runners['local_fixed_s']:.1f} s, Beam {runners['beam_fixed_s']:.1f} s")
 
 
 if __name__ == "__main__":
