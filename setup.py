@@ -31,6 +31,9 @@ setup(
         "dev": ["pytest>=7", "ruff>=0.5"],
         # Only `tsn convert-weights` (PyTorch BN-Inception checkpoint -> Keras) needs torch.
         "torch": ["torch>=2.0"],
+        # `tsn convert --runner beam`; google-crc32c frames TFRecords in the TensorFlow-free workers
+        # (Beam caps protobuf below 7, inside TensorFlow's range).
+        "beam": ["apache-beam>=2.60", "google-crc32c>=1.5"],
     },
     entry_points={"console_scripts": ["tsn=tsn_keras.cli:main"]},
     classifiers=[

@@ -25,6 +25,7 @@ import multiprocessing
 import os
 from collections import deque
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from importlib import metadata
 from itertools import islice
 from pathlib import Path
@@ -59,6 +60,11 @@ def _check_options(format, modalities, flow, frame_size, short_side, shard_size_
         raise ConfigError(f"jpeg_quality must be in 1..100, got {jpeg_quality!r}")
     if int(workers) < 1:
         raise ConfigError(f"workers must be at least 1, got {workers!r}")
+
+
+def shard_file(split: str, number: int) -> str:
+    """A shard's path relative to the output folder."""
+    return f"{split}/{split}-{number:05d}.tfrecord"
 
 
 def _write_order(plan: DatasetPlan, seed: int) -> dict[str, list[VideoEntry]]:
@@ -99,18 +105,23 @@ def _results(tasks: Iterable[tuple[VideoEntry, str]], settings: VideoSettings, w
             yield result
 
 
-def _reject(result: VideoResult) -> dict:
-    return {"path": result.entry.rel, "split": result.entry.split, "reason": result.reason}
-
-
-def _video_info(result: VideoResult, shard_file: str | None = None) -> dict:
-    info = {"id": result.entry.video_id, "label": result.entry.label, "frames": result.frames,
-            "shard": shard_file, "path": result.entry.rel}
-    if result.entry.original_label is not None:
-        info["original_label"] = result.entry.original_label
+def video_outcome(result: VideoResult) -> dict:
+    """What the journal keeps of one converted video: ``video`` (shard still ``None``), ``reject`` and
+    ``truncated`` entries (``None`` when not applicable). Shared by the local and the Beam runner."""
+    entry = result.entry
+    if result.record is None:
+        return {"video": None, "reject": {"path": entry.rel, "split": entry.split, "reason": result.reason},
+                "truncated": None}
+    info = {"id": entry.video_id, "label": entry.label, "frames": result.frames, "shard": None, "path": entry.rel}
+    if entry.original_label is not None:
+        info["original_label"] = entry.original_label
     if result.warp_fields:
         info["warp_fallbacks"] = result.warp_fallbacks
-    return info
+    truncated = None
+    if result.truncated:
+        truncated = {"path": entry.rel, "split": entry.split, "decoded": result.frames,
+                     "declared": result.declared_frames}
+    return {"video": info, "reject": None, "truncated": truncated}
 
 
 class _SplitWriter:
@@ -124,18 +135,17 @@ class _SplitWriter:
 
     def add(self, result: VideoResult) -> None:
         self.position += 1
-        if result.record is None:
-            self._pending["rejects"].append(_reject(result))
+        outcome = video_outcome(result)
+        if outcome["reject"] is not None:
+            self._pending["rejects"].append(outcome["reject"])
         else:
             if self.writer is None:
-                name = f"{self.split}-{self.shard_number:05d}.tfrecord"
-                self.writer = ShardWriter(self.out / self.split / name)
+                self.writer = ShardWriter(self.out / shard_file(self.split, self.shard_number))
             self.writer.write(result.record)
-            self._pending["videos"].append(_video_info(result, f"{self.split}/{self.writer.path.name}"))
-            if result.truncated:
-                self._pending["truncated"].append({"path": result.entry.rel, "split": self.split,
-                                                   "decoded": result.frames, "declared": result.declared_frames})
-            if self.writer.bytes_written >= self.target_bytes:
+            self._pending["videos"].append(dict(outcome["video"], shard=shard_file(self.split, self.shard_number)))
+            if outcome["truncated"] is not None:
+                self._pending["truncated"].append(outcome["truncated"])
+            if self.writer.bytes_written >= self.target_bytes:  # the rule the Beam runner's plan_chunks repeats
                 self.flush()
 
     def flush(self) -> None:
@@ -195,28 +205,16 @@ def convert_dataset(source: str | os.PathLike, out: str | os.PathLike, *, format
     """
     from tqdm import tqdm
 
-    modalities = tuple(modalities)
-    _check_options(format, modalities, flow, frame_size, short_side, shard_size_mb, jpeg_quality, workers)
-    frame_size = None if short_side is not None or frame_size is None else (int(frame_size[0]), int(frame_size[1]))
-    plan = make_plan(format, source, split=split, lists=lists, classes_file=classes_file, annotations=annotations,
-                     val_fraction=val_fraction, seed=seed, present_classes_only=present_classes_only)
-    needs_flow = "flow" in modalities or "warped_flow" in modalities
-    settings = VideoSettings(modalities=modalities, flow=flow, frame_size=frame_size,
-                             short_side=None if short_side is None else int(short_side),
-                             jpeg_quality=int(jpeg_quality))
-    options = {
-        "format": format, "split": split if format in ("ucf101", "hmdb51") else None,
-        "val_fraction": val_fraction, "seed": seed, "modalities": list(modalities),
-        "flow": flow if needs_flow else None, "frame_size": list(frame_size) if frame_size else None,
-        "short_side": settings.short_side, "shard_size_mb": shard_size_mb, "jpeg_quality": settings.jpeg_quality,
-        "present_classes_only": present_classes_only,
-    }
-    order = _write_order(plan, seed)
+    conversion = plan_conversion(source, format=format, split=split, lists=lists, classes_file=classes_file,
+                                 val_fraction=val_fraction, seed=seed, modalities=modalities, flow=flow,
+                                 frame_size=frame_size, short_side=short_side, shard_size_mb=shard_size_mb,
+                                 jpeg_quality=jpeg_quality, workers=workers, present_classes_only=present_classes_only,
+                                 annotations=annotations)
+    plan, order, settings, target_bytes = conversion.plan, conversion.order, conversion.settings, conversion.target_bytes
     out = Path(out)
-    journal = Journal.open(out, {"options": options, "inputs": _fingerprint(plan.classes, order)}, overwrite)
+    journal = Journal.open(out, conversion.header, overwrite)
     starts = {name: journal.done(name) for name in order}
     total = sum(len(entries) - starts[name][0] for name, entries in order.items())
-    target_bytes = int(shard_size_mb * 1024 * 1024)
 
     tasks = ((entry, plan.classes[entry.label]) for name, entries in order.items()
              for entry in entries[starts[name][0]:])
@@ -245,7 +243,55 @@ def convert_dataset(source: str | os.PathLike, out: str | os.PathLike, *, format
         raise
     finally:
         bar.close()
-    manifest = build_manifest(plan, order, journal.chunks, options, settings)
+    return finish_conversion(out, conversion, journal.chunks, strict)
+
+
+@dataclass
+class Conversion:
+    """What a conversion will do, decided before any video is read; both runners start from it."""
+
+    plan: DatasetPlan
+    order: dict[str, list[VideoEntry]]  # per split, in write order (train: seeded permutation)
+    settings: VideoSettings
+    options: dict  # the options that change the output (journal header, manifest)
+    target_bytes: int  # a shard closes once it holds this many bytes
+
+    @property
+    def header(self) -> dict:
+        """The journal header: a resumed run must match it."""
+        return {"options": self.options, "inputs": _fingerprint(self.plan.classes, self.order)}
+
+
+def plan_conversion(source: str | os.PathLike, *, format: str = "folder", split: int = 1,
+                    lists: dict[str, str | os.PathLike] | None = None, classes_file: str | os.PathLike | None = None,
+                    val_fraction: float = 0.0, seed: int = 0, modalities: Iterable[str] = ("rgb",),
+                    flow: str = "tvl1", frame_size: tuple[int, int] | None = (340, 256),
+                    short_side: int | None = None, shard_size_mb: float = 200.0, jpeg_quality: int = 90,
+                    workers: int = 1, present_classes_only: bool = False,
+                    annotations: str | os.PathLike | None = None) -> Conversion:
+    """Check the options and parse the dataset (arguments as in :func:`convert_dataset`)."""
+    modalities = tuple(modalities)
+    _check_options(format, modalities, flow, frame_size, short_side, shard_size_mb, jpeg_quality, workers)
+    frame_size = None if short_side is not None or frame_size is None else (int(frame_size[0]), int(frame_size[1]))
+    plan = make_plan(format, source, split=split, lists=lists, classes_file=classes_file, annotations=annotations,
+                     val_fraction=val_fraction, seed=seed, present_classes_only=present_classes_only)
+    needs_flow = "flow" in modalities or "warped_flow" in modalities
+    settings = VideoSettings(modalities=modalities, flow=flow, frame_size=frame_size,
+                             short_side=None if short_side is None else int(short_side),
+                             jpeg_quality=int(jpeg_quality))
+    options = {
+        "format": format, "split": split if format in ("ucf101", "hmdb51") else None,
+        "val_fraction": val_fraction, "seed": seed, "modalities": list(modalities),
+        "flow": flow if needs_flow else None, "frame_size": list(frame_size) if frame_size else None,
+        "short_side": settings.short_side, "shard_size_mb": shard_size_mb, "jpeg_quality": settings.jpeg_quality,
+        "present_classes_only": present_classes_only,
+    }
+    return Conversion(plan, _write_order(plan, seed), settings, options, int(shard_size_mb * 1024 * 1024))
+
+
+def finish_conversion(out: str | os.PathLike, conversion: Conversion, chunks: list[dict], strict: bool = False) -> dict:
+    """Write ``manifest.json`` from the journal's chunks and return it; ``strict`` raises on rejects/missing."""
+    manifest = build_manifest(conversion.plan, conversion.order, chunks, conversion.options, conversion.settings)
     write_manifest(out, manifest)
     error = strict_error(manifest, out)
     if strict and error is not None:

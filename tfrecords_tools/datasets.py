@@ -19,7 +19,7 @@ import numpy as np
 
 from tfrecords_tools.errors import ConfigError, DataError
 
-FORMATS: tuple[str, ...] = ("ucf101", "hmdb51", "folder", "list")
+FORMATS: tuple[str, ...] = ("ucf101", "hmdb51", "folder", "list", "kinetics")
 UCF_LISTS_DIR = "ucfTrainTestlist"
 HMDB_LISTS_DIR = "testTrainMulti_7030_splits"
 
@@ -380,9 +380,16 @@ def make_plan(format: str, source: str | os.PathLike, *, split: int = 1, lists=N
                           "(pass a val list: --list val=val.txt)")
     if format in ("folder", "list") and annotations is not None:
         raise ConfigError(f"annotations/--annotations is for the ucf101 and hmdb51 formats, not {format!r}")
-    if not Path(source).is_dir():
+    if format == "kinetics":
+        if val_fraction:
+            raise ConfigError("format kinetics has an official validation split (validate.csv); "
+                              "val_fraction is not used with it")
+        from tfrecords_tools.kinetics import kinetics  # it imports this module
+
+        plan = kinetics(source, annotations)  # checks the folder itself: it may be a gs:// URL
+    elif not Path(source).is_dir():
         raise DataError(f"dataset folder {source} does not exist or is not a folder")
-    if format == "ucf101":
+    elif format == "ucf101":
         plan = ucf101(source, split, annotations, val_fraction, seed)
     elif format == "hmdb51":
         plan = hmdb51(source, split, annotations, val_fraction, seed)

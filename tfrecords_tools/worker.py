@@ -2,7 +2,7 @@
 
 Nothing here imports TensorFlow (``schema.VideoRecord`` is plain Python): the converter's
 workers are started with ``spawn`` and must stay light, and TensorFlow must never be forked.
-The flow objects are made once per worker by :func:`init_worker`.
+:func:`init_worker` makes each worker process's converter once.
 """
 
 from __future__ import annotations
@@ -88,10 +88,21 @@ class VideoResult:
 
 
 class VideoConverter:
-    """Converts videos with fixed settings; holds the flow objects so they are built once."""
+    """Converts videos with fixed settings.
+
+    The flow objects are made anew for each video: OpenCV's DIS keeps state from one call to the
+    next (the same frame pair gives a different field after other pairs), so reusing one across
+    videos would make a video's bytes depend on which video its worker converted before, i.e. on
+    scheduling. Making them costs microseconds.
+    """
 
     def __init__(self, settings: VideoSettings):
         self.settings = settings
+        self.flow: FlowEstimator | None = None
+        self.warped: WarpedFlowEstimator | None = None
+
+    def _new_estimators(self) -> None:
+        settings = self.settings
         needs_flow = "flow" in settings.modalities or "warped_flow" in settings.modalities
         self.flow = FlowEstimator(settings.flow) if needs_flow else None
         self.warped = WarpedFlowEstimator(self.flow) if "warped_flow" in settings.modalities else None
@@ -130,6 +141,7 @@ class VideoConverter:
         Raises:
             VideoError: the file cannot be decoded (or has one frame and flow is wanted).
         """
+        self._new_estimators()
         settings, quality = self.settings, self.settings.jpeg_quality
         want_rgb = "rgb" in settings.modalities
         keys = (["rgb"] if want_rgb else []) + [f"{m}_{c}" for m in self._flow_modalities() for c in "xy"]

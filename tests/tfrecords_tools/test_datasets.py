@@ -184,8 +184,8 @@ def test_list_format_with_classes_files(tmp_path):
 
 
 def test_option_errors_name_the_option(tmp_path):
-    with pytest.raises(ConfigError, match="ucf101, hmdb51, folder, list"):
-        make_plan("kinetics", tmp_path)
+    with pytest.raises(ConfigError, match="ucf101, hmdb51, folder, list, kinetics"):
+        make_plan("something_something", tmp_path)
     with pytest.raises(ConfigError, match="val_fraction"):
         make_plan("folder", tmp_path, val_fraction=1.0)
     with pytest.raises(ConfigError, match="format 'list'"):

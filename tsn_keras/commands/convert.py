@@ -5,6 +5,9 @@ Examples::
     tsn convert --format ucf101 --split 1 --modalities rgb,flow --present-classes-only data/ shards/
     tsn convert --format list --list train=train.txt --list test=test.txt --classes classes.txt videos/ shards/
     tsn convert --format folder --val-fraction 0.2 --flow dis my_videos/ shards/
+    tsn convert --format kinetics --annotations kinetics400/ --short-side 256 kinetics400/videos/ shards/
+    tsn convert --format ucf101 --runner beam \
+        --beam-options "--direct_num_workers=2 --direct_running_mode=multi_processing" data/ shards/
 
 A run that is interrupted resumes when started again with the same options.
 """
@@ -18,6 +21,9 @@ from tfrecords_tools.datasets import FORMATS
 from tfrecords_tools.flow import ALGORITHMS as FLOWS
 from tsn_keras.errors import ConfigError
 from tsn_keras.vocab import CONVERTED_MODALITIES
+
+RUNNERS = ("local", "beam")
+BEAM_MISSING = "--runner beam needs Apache Beam: pip install 'tsn-keras[beam]' (apache-beam, google-crc32c)"
 
 
 def _frame_size(text: str) -> tuple[int, int]:
@@ -57,11 +63,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", help="output folder (resumed when it holds an interrupted conversion)")
     parser.add_argument("--format", choices=FORMATS, default="folder",
                         help="ucf101 / hmdb51 (official split files), folder (<root>/<class>/<video>), "
-                             "list (<relative path> <label> files) [folder]")
+                             "list (<relative path> <label> files), kinetics (official CSVs, clips named "
+                             "<youtube_id>_<start:06d>_<end:06d>.mp4 anywhere under SOURCE) [folder]")
     parser.add_argument("--split", type=int, choices=(1, 2, 3), default=1, help="official split (ucf101, hmdb51) [1]")
     parser.add_argument("--annotations", metavar="DIR",
                         help="folder of the official split files (default: ucfTrainTestlist / "
-                             "testTrainMulti_7030_splits in or beside SOURCE)")
+                             "testTrainMulti_7030_splits / the Kinetics train,validate,test CSVs in or beside SOURCE)")
     parser.add_argument("--list", action="append", metavar="SPLIT=FILE", dest="lists",
                         help="format list: a split's list file, repeatable (--list train=a.txt --list test=b.txt)")
     parser.add_argument("--classes", metavar="FILE", help="format list: class names, one per line or '<1-based idx> <name>'")
@@ -79,13 +86,20 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     size.add_argument("--original-size", action="store_true", help="store frames at their decoded size")
     parser.add_argument("--shard-size-mb", type=float, default=200.0, help="target shard size in MB [200]")
     parser.add_argument("--jpeg-quality", type=int, default=90, help="JPEG quality 1..100 [90]")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                        help="worker processes [number of CPUs: %(default)s]")
+    parser.add_argument("--workers", type=int, default=None,
+                        help=f"worker processes of the local runner [number of CPUs: {os.cpu_count() or 1}]")
+    parser.add_argument("--runner", choices=RUNNERS, default="local",
+                        help="local: a process pool on this machine; beam: an Apache Beam pipeline (DirectRunner "
+                             "or a cluster runner, see --beam-options); both write the same bytes [local]")
+    parser.add_argument("--beam-options", metavar="FLAGS", default="",
+                        help="Beam pipeline flags for --runner beam, e.g. \"--direct_num_workers=2 "
+                             "--direct_running_mode=multi_processing\" or \"--runner=DataflowRunner --project=P ...\"; "
+                             "a single flag needs the = form: --beam-options=--runner=FlinkRunner")
     parser.add_argument("--present-classes-only", action="store_true",
                         help="keep only classes with at least one video on disk, relabelled 0..n-1")
     parser.add_argument("--strict", action="store_true", help="exit with code 2 if any video was rejected or missing")
     parser.add_argument("--overwrite", action="store_true", help="replace a previous conversion in OUT instead of resuming")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (the local runner shows one)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,17 +107,34 @@ def run(args: argparse.Namespace) -> int:
 
     from tfrecords_tools.convert import convert_dataset, strict_error, summary_line
 
-    start = time.perf_counter()
-    manifest = convert_dataset(
-        args.source, args.out, format=args.format, split=args.split, lists=_lists(args.lists),
-        classes_file=args.classes, val_fraction=args.val_fraction, seed=args.seed, modalities=args.modalities,
-        flow=args.flow, frame_size=None if args.original_size else args.frame_size, short_side=args.short_side,
-        shard_size_mb=args.shard_size_mb, jpeg_quality=args.jpeg_quality, workers=args.workers,
-        present_classes_only=args.present_classes_only, strict=False, progress=not args.no_progress,
-        annotations=args.annotations, overwrite=args.overwrite,
+    options = dict(
+        format=args.format, split=args.split, lists=_lists(args.lists), classes_file=args.classes,
+        val_fraction=args.val_fraction, seed=args.seed, modalities=args.modalities, flow=args.flow,
+        frame_size=None if args.original_size else args.frame_size, short_side=args.short_side,
+        shard_size_mb=args.shard_size_mb, jpeg_quality=args.jpeg_quality,
+        present_classes_only=args.present_classes_only, strict=False, annotations=args.annotations,
+        overwrite=args.overwrite,
     )
-    workers = f"{args.workers} worker{'s' if args.workers != 1 else ''}"
-    print(f"{summary_line(manifest, args.out)} [{time.perf_counter() - start:.1f} s, {workers}]")
+    start = time.perf_counter()
+    if args.runner == "beam":
+        if args.workers is not None:
+            raise ConfigError("--workers is for --runner local; with beam pass the runner's own flags, e.g. "
+                              "--beam-options \"--direct_num_workers=N --direct_running_mode=multi_processing\"")
+        try:
+            from tfrecords_tools.beam_runner import convert_dataset_beam
+        except ImportError as err:
+            if (err.name or "").split(".")[0] not in ("apache_beam", "google_crc32c"):
+                raise
+            raise ConfigError(BEAM_MISSING) from None
+        manifest = convert_dataset_beam(args.source, args.out, beam_options=args.beam_options, **options)
+        how = "beam"
+    else:
+        if args.beam_options:
+            raise ConfigError("--beam-options is for --runner beam")
+        workers = args.workers if args.workers is not None else os.cpu_count() or 1
+        manifest = convert_dataset(args.source, args.out, workers=workers, progress=not args.no_progress, **options)
+        how = f"{workers} worker{'s' if workers != 1 else ''}"
+    print(f"{summary_line(manifest, args.out)} [{time.perf_counter() - start:.1f} s, {how}]")
     error = strict_error(manifest, args.out)
     if args.strict and error is not None:
         raise error
