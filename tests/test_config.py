@@ -64,7 +64,8 @@ def test_resolved_yaml_reloads_identically(tmp_path):
     ("trian.lr=0.1", r"unknown key trian; valid keys: name, data, model, train, evaluate"),
     ("data.num_segments=0", r"data\.num_segments must be >= 1, got 0"),
     ("data.modality=depth", r"data\.modality must be one of rgb, rgb_diff, flow, warped_flow; got 'depth'"),
-    ("model.backbone=vgg16", r"model\.backbone must be one of bn_inception, inception_v3, resnet50, mobilenet_v2, tiny"),
+    ("model.backbone=vgg16", r"model\.backbone must be one of bn_inception, efficientnet_lite0, efficientnet_lite1, efficientnet_lite2, "
+                           r"inception_v3, resnet50, mobilenet_v2, tiny"),
     ("model.consensus=mean", r"model\.consensus must be one of avg, max, weighted, topk, attention, gru, identity"),
     ("data.normalization=keras", r"data\.normalization must be one of auto, caffe_bgr, keras_caffe"),
     ("train.strategy=tpu", r"train\.strategy must be one of auto, default, mirrored, multi_worker"),

@@ -31,10 +31,11 @@ STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 PRECISIONS = ("float32", "float16", "bfloat16")
 # Input normalisation presets of the pipeline (DESIGN.md "Input pipeline contract"); "auto" is
 # the backbone's own (models.backbones.preprocessing_preset).
-NORMALIZATIONS = ("auto", "caffe_bgr", "keras_caffe", "keras_tf", "keras_torch", "raw")
+NORMALIZATIONS = ("auto", "caffe_bgr", "keras_caffe", "keras_tf", "keras_torch", "raw", "tf_lite")
 # Kept here so that a recipe is checked without importing Keras; tests compare them with
 # tsn_keras.models so that the lists cannot drift apart.
-BACKBONES = ("bn_inception", "inception_v3", "resnet50", "mobilenet_v2", "tiny")
+BACKBONES = ("bn_inception", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2",
+             "inception_v3", "resnet50", "mobilenet_v2", "tiny")
 CONSENSUS_MODES = ("avg", "max", "weighted", "topk", "attention", "gru", "identity")
 CROP_COUNTS = (1, 3, 10)
 

@@ -164,5 +164,5 @@ def _resolve_normalization(model, config) -> str:
     backbone = _name_parts(model)[1]
     if backbone is None:
         raise ConfigError(f"cannot tell which backbone model {model.name!r} uses; give its normalisation "
-                          "(--normalization caffe_bgr, keras_caffe, keras_tf, keras_torch or raw)")
+                          "(--normalization caffe_bgr, keras_caffe, keras_tf, keras_torch, raw or tf_lite)")
     return preprocessing_preset(backbone)

@@ -16,7 +16,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--modality", default=None, choices=("rgb", "rgb_diff", "flow", "warped_flow"),
                         help="modality of a bare .keras model that takes more than 3 channels")
     parser.add_argument("--normalization", default=None,
-                        choices=("caffe_bgr", "keras_caffe", "keras_tf", "keras_torch", "raw"),
+                        choices=("caffe_bgr", "keras_caffe", "keras_tf", "keras_torch", "raw", "tf_lite"),
                         help="input normalisation (default: the run's config, else the backbone's)")
 
 

