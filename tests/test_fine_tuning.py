@@ -79,3 +79,16 @@ def test_partial_bn_first_layer_moves_its_statistics_by_a_tenth_per_step():
     model(clips, training=True)
     np.testing.assert_allclose(first.moving_mean.numpy(), 0.9 * old_mean + 0.1 * batch_mean, rtol=1e-4, atol=1e-5)
     np.testing.assert_array_equal(frozen.moving_mean.numpy(), old_frozen)
+
+
+@pytest.mark.parametrize("modality", ["rgb", "flow", "rgb_diff"])
+def test_pretrained_subset_recipes_fine_tune_efficientnet_lite(modality):
+    from tsn_keras.config import load_config
+    from tsn_keras.training import resolved
+
+    config = load_config(f"ucf101subset_{modality}_pretrained")
+    scratch = load_config(f"ucf101subset_{modality}")
+    assert (config.model.backbone, config.model.weights, config.model.partial_bn) == ("efficientnet_lite0", "imagenet", True)
+    assert (scratch.model.backbone, scratch.model.weights) == ("tiny", None)  # the from-scratch recipe stays
+    assert config.data.modality == scratch.data.modality == modality
+    assert resolved(config).data.normalization == "tf_lite"
