@@ -126,3 +126,13 @@ def test_keras_file_round_trip(tmp_path):
     again = keras.saving.load_model(tmp_path / "lite0.keras")
     assert again.get_layer("blocks_14_drop").rate == pytest.approx(0.2 * 14 / 16)  # stochastic depth kept
     np.testing.assert_allclose(keras.ops.convert_to_numpy(again(x)), keras.ops.convert_to_numpy(model(x)), atol=1e-5)
+
+
+def test_auto_normalisation_is_googles_lite_input():
+    from tsn_keras.data.augment import normalize
+    from tsn_keras.models.backbones import preprocessing_preset
+
+    assert {preprocessing_preset(variant) for variant in VARIANTS} == {"tf_lite"}
+    frames = np.array([0, 127, 255], np.uint8).reshape(1, 1, 1, 3).repeat(2, axis=0)
+    np.testing.assert_allclose(normalize(frames, "rgb", "tf_lite").numpy().ravel()[:3], [-127 / 128, 0, 1])
+    np.testing.assert_allclose(normalize(frames[..., :2], "flow", "tf_lite").numpy().ravel()[:2], [-1, -1 / 128])
