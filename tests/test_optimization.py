@@ -18,23 +18,30 @@ from tsn_keras.optimization import (  # noqa: E402
     make_optimizer,
 )
 
-# The paper (Sec. 4.1): spatial lr 0.001, /10 every 2,000 iterations, stop at 4,500; temporal lr
+# UCF101, the paper (Sec. 4.1): spatial lr 0.001, /10 every 2,000 iterations, stop at 4,500; temporal lr
 # 0.005, /10 after 12,000 and 18,000, stop at 20,000.
 PAPER_RGB = {0: 1e-3, 1999: 1e-3, 2000: 1e-4, 3999: 1e-4, 4000: 1e-5, 4499: 1e-5}
 PAPER_FLOW = {0: 5e-3, 11999: 5e-3, 12000: 5e-4, 17999: 5e-4, 18000: 5e-5, 19999: 5e-5}
+# HMDB51 has no schedule in the paper; the original Caffe solvers (models/hmdb51/tsn_bn_inception_
+# {rgb,flow}_solver.prototxt, batch 32 x 4 GPUs): RGB lr_policy "step" with stepsize 1000 and
+# max_iter 2500; flow "multistep" at 4000 and 6000, max_iter 7000.
+HMDB51_RGB = {0: 1e-3, 999: 1e-3, 1000: 1e-4, 1999: 1e-4, 2000: 1e-5, 2499: 1e-5}
+HMDB51_FLOW = {0: 5e-3, 3999: 5e-3, 4000: 5e-4, 5999: 5e-4, 6000: 5e-5, 6999: 5e-5}
 
 
-@pytest.mark.parametrize(("recipe", "expected", "stop", "clip"), [
-    ("ucf101_rgb", PAPER_RGB, 4500, 40.0),
-    ("hmdb51_rgb", PAPER_RGB, 4500, 40.0),
-    ("ucf101_flow", PAPER_FLOW, 20000, 20.0),
-    ("ucf101_warped_flow", PAPER_FLOW, 20000, 20.0),
-    ("hmdb51_flow", PAPER_FLOW, 20000, 20.0),
+@pytest.mark.parametrize(("recipe", "expected", "stop", "clip", "batch"), [
+    ("ucf101_rgb", PAPER_RGB, 4500, 40.0, 256),
+    ("hmdb51_rgb", HMDB51_RGB, 2500, 40.0, 128),
+    ("ucf101_flow", PAPER_FLOW, 20000, 20.0, 256),
+    ("ucf101_warped_flow", PAPER_FLOW, 20000, 20.0, 256),
+    ("hmdb51_flow", HMDB51_FLOW, 7000, 20.0, 128),
+    ("hmdb51_warped_flow", HMDB51_FLOW, 7000, 20.0, 128),
+    ("hmdb51_rgb_diff", HMDB51_FLOW, 7000, 20.0, 128),
 ])
-def test_recipe_learning_rate_follows_the_paper_schedule(recipe, expected, stop, clip):
+def test_recipe_learning_rate_follows_the_reference_schedule(recipe, expected, stop, clip, batch):
     cfg = load_config(recipe).train
     assert (cfg.batch_size, cfg.momentum, cfg.weight_decay, cfg.max_iterations, cfg.clip_norm) == (
-        256, 0.9, 5e-4, stop, clip)
+        batch, 0.9, 5e-4, stop, clip)
     # The optimiser train() builds, with 4 micro-steps per update: the rate must follow updates.
     optimizer = make_optimizer(cfg, iter_size=4)
     optimizer.build([keras.Variable(np.zeros(2, "float32"))])
@@ -92,31 +99,46 @@ def test_consensus_weights_are_not_decayed(consensus, learned):
     assert decayed["kernel"] is True
 
 
-def test_l2_term_is_part_of_the_clipped_gradient_and_momentum_is_caffes():
+def _caffe_reference(w0, b0, g, lrs, wd, clip, m, clip_first=True):
+    """Two-variable Caffe solver in float64: kernel (decayed, lr_mult 1) and bias (not decayed, lr_mult 2)."""
+    w, b = w0.astype(np.float64), b0.astype(np.float64)
+    vw, vb = np.zeros_like(w), np.zeros_like(b)
+    for lr in lrs:
+        gw, gb = g[0].astype(np.float64), g[1].astype(np.float64)
+        if not clip_first:
+            gw = gw + wd * w
+        scale = min(1.0, clip / np.sqrt((gw**2).sum() + (gb**2).sum()))
+        gw, gb = gw * scale, gb * scale
+        if clip_first:
+            gw = gw + wd * w
+        vw, vb = m * vw + lr * gw, m * vb + lr * 2.0 * gb
+        w, b = w - vw, b - vb
+    return w, b
+
+
+def test_raw_gradient_is_clipped_before_the_l2_term_and_momentum_is_caffes():
     keras.utils.set_random_seed(0)
     layer = keras.layers.Dense(2, name="fc")
     layer.build((None, 3))
     kernel, bias = layer.kernel, layer.bias
+    kernel.assign(np.linspace(-3, 3, 6).reshape(3, 2))  # large weights: the L2 term is far from negligible
     bias.assign([0.3, -0.2])
     w0, b0 = kernel.numpy().copy(), bias.numpy().copy()
     g = [np.full((3, 2), 2.0, "float32"), np.array([1.0, -3.0], "float32")]
-    lr0, wd, clip, m = 0.1, 0.05, 1.5, 0.9
+    lr0, wd, clip, m = 0.1, 0.5, 1.5, 0.9
     optimizer = CaffeSGD(StepSchedule(lr0, (1,), 0.1), momentum=m, weight_decay=wd, clip_norm=clip)
     optimizer.apply([tf.constant(x) for x in g], [kernel, bias])
     optimizer.apply([tf.constant(x) for x in g], [kernel, bias])
 
-    # Reference: g' = clip_global(g + wd * w on the kernel); v = m*v + lr*g'; w -= v, lr drops at iteration 1.
-    w, b = w0.astype(np.float64), b0.astype(np.float64)
-    vw, vb = np.zeros_like(w), np.zeros_like(b)
-    for lr in (lr0, lr0 * 0.1):
-        gw, gb = g[0] + wd * w, g[1].astype(np.float64)
-        norm = np.sqrt((gw**2).sum() + (gb**2).sum())
-        scale = min(1.0, clip / norm)
-        vw, vb = m * vw + lr * gw * scale, m * vb + lr * gb * scale
-        w, b = w - vw, b - vb
+    # Caffe's SGDSolver::ApplyUpdate: ClipGradients() on the loss gradient, then Regularize() adds
+    # wd * w to the kernel, then v = m*v + lr*lr_mult*g' (bias lr_mult 2); lr drops at iteration 1.
+    w, b = _caffe_reference(w0, b0, g, (lr0, lr0 * 0.1), wd, clip, m)
     np.testing.assert_allclose(kernel.numpy(), w, rtol=1e-5)
     np.testing.assert_allclose(bias.numpy(), b, rtol=1e-5)
     assert int(optimizer.iterations) == 2
+    # The order matters here: clipping the gradient with its L2 term gives other weights.
+    w_reversed, _ = _caffe_reference(w0, b0, g, (lr0, lr0 * 0.1), wd, clip, m, clip_first=False)
+    assert np.abs(w_reversed - w).max() > 1e-2
 
 
 def _fit_small(batch_size, iter_size, clip_norm, samples=16):
@@ -165,6 +187,7 @@ def test_optimizer_config_round_trip_and_float16_wrapping():
     again = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
     assert isinstance(again, CaffeSGD)
     assert (again.momentum, again.l2_weight_decay, again.clip_norm, again.iter_size) == (0.8, 1e-3, 20.0, 4)
+    assert (again.bias_lr_mult, again.lr_mults) == (2.0, {})
     with pytest.raises(ValueError, match="global_clipnorm"):
         CaffeSGD(0.1, global_clipnorm=1.0)
     wrapped = make_optimizer(TrainConfig(mixed_precision="float16"), iter_size=2)

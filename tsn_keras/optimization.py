@@ -1,19 +1,23 @@
 """The paper's optimiser, as the Caffe solver of the original TSN code ran it.
 
 TSN was trained with Caffe's SGD solver (``TSN_SEMANTICS.md``, "Optimisation"): momentum 0.9,
-a learning rate divided by 10 at fixed iterations, weight decay 5e-4 as an L2 term *in the
-gradient* of conv and fully-connected weights only, and the global gradient norm clipped at 40
-(RGB) or 20 (flow). One iteration is one update over a batch of 256 clips, which Caffe reached
+a learning rate divided by 10 at fixed iterations, the global norm of the raw gradient clipped
+at 40 (RGB) or 20 (flow), then weight decay 5e-4 as an L2 term *in the gradient* of conv and
+fully-connected weights only, and per-parameter learning-rate multipliers (the prototxts'
+``lr_mult``; tsn-pytorch's ``get_optim_policies``): biases x2, and for flow the first
+convolution's kernel x5 and bias x10 (its input, flow, is far from the RGB the ImageNet
+weights were learned on). One iteration is one update over a batch of 256 clips, which Caffe reached
 on few GPUs with ``iter_size`` (gradient accumulation). :class:`CaffeSGD` is that solver as a
 Keras optimizer, so that ``model.fit`` runs it unchanged on one device or many:
 
 - ``iter_size`` micro-steps are accumulated; their mean is the batch gradient. The iteration
   counter, the learning-rate schedule and the momentum all advance once per update, not once
   per micro-step.
-- The batch gradient is summed over replicas *before* the L2 term and the clipping, so the norm
+- The batch gradient is summed over replicas *before* the clipping and the L2 term, so the norm
   that is clipped is the norm of the whole batch's gradient (Keras' own ``global_clipnorm``
   clips each replica's gradient before the all-reduce, and its ``weight_decay`` is decoupled
-  decay, not Caffe's L2).
+  decay, not Caffe's L2). The order is Caffe's ``SGDSolver::ApplyUpdate``: ``ClipGradients``,
+  then ``Regularize`` (L2), then ``ComputeUpdateValue`` (``lr * lr_mult``, momentum).
 - Which variables are decayed is decided by name: the kernels of convolutions (also depthwise
   and pointwise), dense layers and recurrent cells. Biases, BatchNorm gamma/beta and the learned
   weights of the weighted and attention consensus (``segment_weights``, ``attention_kernel``)
@@ -30,16 +34,25 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import keras
 import tensorflow as tf
 from keras import ops
 
 from tsn_keras.errors import ConfigError
+from tsn_keras.models.transfer import find_backbone, weighted_layers
 
 # Names (the last component of a variable's path) that receive the L2 term.
 DECAYED_NAMES: tuple[str, ...] = ("kernel", "depthwise_kernel", "pointwise_kernel", "recurrent_kernel")
+# Caffe's second blob of a convolution or inner product layer learns at twice the rate
+# (``param { lr_mult: 2 decay_mult: 0 }`` throughout TSN's prototxts); BatchNorm's beta is not one.
+BIAS_NAMES: tuple[str, ...] = ("bias",)
+BIAS_LR_MULT = 2.0
+# The first convolution of a flow network: ``lr_mult: 5`` (kernel) and ``10`` (bias) in
+# models/*/tsn_bn_inception_flow_train_val.prototxt and tsn-pytorch's get_optim_policies.
+FLOW_FIRST_CONV_LR_MULTS = (5.0, 10.0)
+FLOW_MODALITIES = ("flow", "warped_flow")
 
 
 def accumulation_steps(batch_size: int, micro_batch_size: int | None, replicas: int) -> int:
@@ -121,11 +134,11 @@ class StepSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
 @keras.saving.register_keras_serializable(package="tsn_keras")
 class CaffeSGD(keras.optimizers.Optimizer):
-    """Momentum SGD with Caffe's L2 weight decay, global-norm clipping and ``iter_size``.
+    """Momentum SGD with Caffe's global-norm clipping, L2 weight decay, ``lr_mult`` and ``iter_size``.
 
     Per update, with ``g`` the mean gradient of the batch over micro-steps and replicas:
-    ``g += weight_decay * w`` (decayed variables only), ``g = clip_by_global_norm(g, clip_norm)``,
-    ``v = momentum * v + lr * g``, ``w -= v``. The learning rate sits inside the velocity as in
+    ``g = clip_by_global_norm(g, clip_norm)``, ``g += weight_decay * w`` (decayed variables
+    only), ``v = momentum * v + lr * lr_mult * g``, ``w -= v``. The learning rate sits inside the velocity as in
     Caffe (and Keras' SGD); PyTorch's SGD (``v = m*v + g; w -= lr*v``) differs from this for a
     few hundred iterations after each learning-rate step.
 
@@ -136,6 +149,9 @@ class CaffeSGD(keras.optimizers.Optimizer):
         clip_norm: maximum global norm of the batch gradient; ``None`` for no clipping.
         iter_size: micro-steps accumulated per update (Caffe's solver name for it).
         decay_names: variable names that receive the L2 term.
+        bias_lr_mult: learning-rate multiplier of variables named ``bias`` (Caffe's 2).
+        lr_mults: learning-rate multipliers by variable path (``layer/kernel``), over the bias
+            rule; see :func:`first_conv_lr_mults`.
         name: optimiser name.
         **kwargs: passed to ``keras.optimizers.Optimizer`` (e.g. ``loss_scale_factor``); Keras'
             own clipping, decoupled weight decay, accumulation and EMA are refused.
@@ -152,6 +168,8 @@ class CaffeSGD(keras.optimizers.Optimizer):
         clip_norm: float | None = None,
         iter_size: int = 1,
         decay_names: Sequence[str] = DECAYED_NAMES,
+        bias_lr_mult: float = BIAS_LR_MULT,
+        lr_mults: Mapping[str, float] | None = None,
         name: str = "caffe_sgd",
         **kwargs,
     ):
@@ -170,6 +188,8 @@ class CaffeSGD(keras.optimizers.Optimizer):
         self.clip_norm = None if clip_norm is None else float(clip_norm)
         self.iter_size = int(iter_size)
         self.decay_names = tuple(decay_names)
+        self.bias_lr_mult = float(bias_lr_mult)
+        self.lr_mults = {str(path): float(mult) for path, mult in (lr_mults or {}).items()}
 
     def build(self, variables):
         if self.built:
@@ -196,6 +216,12 @@ class CaffeSGD(keras.optimizers.Optimizer):
     def is_decayed(self, variable) -> bool:
         """Whether ``variable`` receives the L2 term (conv, dense and recurrent kernels)."""
         return variable.name.split("/")[-1] in self.decay_names
+
+    def lr_multiplier(self, variable) -> float:
+        """The variable's ``lr_mult``: from ``lr_mults`` by path, else 2 for biases, else 1."""
+        if variable.path in self.lr_mults:
+            return self.lr_mults[variable.path]
+        return self.bias_lr_mult if variable.name.split("/")[-1] in BIAS_NAMES else 1.0
 
     # --- one micro-step --------------------------------------------------------------------
 
@@ -245,13 +271,18 @@ class CaffeSGD(keras.optimizers.Optimizer):
 
     def _update(self, grads, trainable_variables):
         grads = _sum_over_replicas(grads)
+        if self.clip_norm is not None:  # on the loss gradient alone, as Caffe clips before Regularize
+            grads, _ = tf.clip_by_global_norm(grads, self.clip_norm)
         if self.l2_weight_decay:
             grads = [
                 g + ops.cast(self.l2_weight_decay, g.dtype) * ops.cast(v, g.dtype) if self.is_decayed(v) else g
                 for g, v in zip(grads, trainable_variables)
             ]
-        if self.clip_norm is not None:
-            grads, _ = tf.clip_by_global_norm(grads, self.clip_norm)
+        # lr * lr_mult * g: the multiplier scales the gradient, so the velocity holds it as in Caffe.
+        grads = [
+            g * ops.cast(mult, g.dtype) if (mult := self.lr_multiplier(v)) != 1.0 else g
+            for g, v in zip(grads, trainable_variables)
+        ]
         self._backend_update_step(grads, trainable_variables, self.learning_rate)
 
     def _all_reduce_sum_gradients(self, grads_and_vars):
@@ -283,6 +314,8 @@ class CaffeSGD(keras.optimizers.Optimizer):
             clip_norm=self.clip_norm,
             iter_size=self.iter_size,
             decay_names=list(self.decay_names),
+            bias_lr_mult=self.bias_lr_mult,
+            lr_mults=dict(self.lr_mults),
         )
         return config
 
@@ -313,7 +346,33 @@ class SyncedLossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
         return ops.equal(bad, 0.0)
 
 
-def make_optimizer(train_cfg, iter_size: int = 1) -> keras.optimizers.Optimizer:
+def first_conv_lr_mults(model: keras.Model, modality: str) -> dict[str, float]:
+    """``lr_mults`` for a TSN: a flow network's first convolution learns x5 (kernel), x10 (bias).
+
+    Other modalities keep the defaults (kernel x1, bias x2), as tsn-pytorch does for RGB and RGB
+    difference.
+
+    Args:
+        model: a TSN (or a backbone) whose first layer with weights is its first convolution.
+        modality: ``rgb``, ``rgb_diff``, ``flow`` or ``warped_flow``.
+
+    Returns:
+        Variable path -> multiplier, for :class:`CaffeSGD`'s ``lr_mults``.
+    """
+    if modality not in FLOW_MODALITIES:
+        return {}
+    first = weighted_layers(find_backbone(model))[0]
+    if not isinstance(first, keras.layers.Conv2D):
+        raise ConfigError(f"the first layer with weights of {model.name!r} is {type(first).__name__} "
+                          f"{first.name!r}, not a convolution: cannot give it flow's learning-rate multipliers")
+    kernel_mult, bias_mult = FLOW_FIRST_CONV_LR_MULTS
+    mults = {first.kernel.path: kernel_mult}
+    if first.use_bias:
+        mults[first.bias.path] = bias_mult
+    return mults
+
+
+def make_optimizer(train_cfg, iter_size: int = 1, lr_mults: Mapping[str, float] | None = None) -> keras.optimizers.Optimizer:
     """The recipe's optimiser: :class:`CaffeSGD` on a :class:`StepSchedule`.
 
     Wrapped in :class:`SyncedLossScaleOptimizer` when ``train.mixed_precision`` is ``float16``.
@@ -321,6 +380,7 @@ def make_optimizer(train_cfg, iter_size: int = 1) -> keras.optimizers.Optimizer:
     Args:
         train_cfg: a ``tsn_keras.config.TrainConfig``.
         iter_size: micro-steps per update (see :func:`accumulation_steps`).
+        lr_mults: per-variable learning-rate multipliers (:func:`first_conv_lr_mults`).
     """
     optimizer = CaffeSGD(
         StepSchedule(train_cfg.lr, train_cfg.lr_steps, train_cfg.lr_decay),
@@ -328,6 +388,7 @@ def make_optimizer(train_cfg, iter_size: int = 1) -> keras.optimizers.Optimizer:
         weight_decay=train_cfg.weight_decay,
         clip_norm=train_cfg.clip_norm,
         iter_size=iter_size,
+        lr_mults=lr_mults,
     )
     if train_cfg.mixed_precision == "float16":
         return SyncedLossScaleOptimizer(optimizer)

@@ -153,7 +153,7 @@ def _fit(config: Config, data: DataSummary, plan: Plan, strategy, run: Path, ver
     from tsn_keras import callbacks as cb
     from tsn_keras.distribute import describe, fit_under_multi_worker, is_chief, task_name
     from tsn_keras.models.tsn import build_tsn
-    from tsn_keras.optimization import make_optimizer
+    from tsn_keras.optimization import first_conv_lr_mults, make_optimizer
 
     chief = is_chief(strategy)
     out = run if chief else run / "workers" / task_name(strategy)  # non-chief tasks write scratch copies
@@ -182,7 +182,7 @@ def _fit(config: Config, data: DataSummary, plan: Plan, strategy, run: Path, ver
             normalization=d.normalization, class_names=list(data.classes),
         )
         model.compile(
-            optimizer=make_optimizer(t, plan.iteration_size),
+            optimizer=make_optimizer(t, plan.iteration_size, first_conv_lr_mults(model, d.modality)),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
             jit_compile=t.jit_compile,

@@ -18,7 +18,7 @@ from tfrecords_tools.schema import CONVERTED_KEYS, MODALITIES, MODALITY_KEYS, SP
 
 __all__ = [
     "BACKBONES", "BACKBONE_PRESETS", "CONSENSUS_MODES", "CONVERTED_KEYS", "CONVERTED_MODALITIES", "CROP_COUNTS",
-    "DEFAULT_DROPOUT", "DEFAULT_NEW_LENGTH", "DEFAULT_SCALES", "FEATURE_MODES", "FLOW_MODALITIES", "MODALITIES",
+    "DEFAULT_DROPOUT", "DEFAULT_NEW_LENGTH", "DEFAULT_SCALES", "EFFICIENTNET_LITE", "FEATURE_MODES", "FLOW_MODALITIES", "MODALITIES",
     "MODALITY_KEYS", "MODES", "NORMALIZATIONS", "PRECISIONS", "PRESETS", "READ_MODES", "REDUCING_MODES",
     "STRATEGIES", "Preset", "backbone_preset", "check_choice", "frames_per_snippet", "input_channels", "is_flow",
     "new_length_from_channels", "resolve_new_length",
@@ -111,6 +111,8 @@ PRESETS: dict[str, Preset] = {
     "keras_torch": Preset(False, tuple(255.0 * m for m in _TORCH_MEAN),
                           tuple(1 / (255.0 * s) for s in _TORCH_STD)),
     "raw": Preset(False, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
+    # Google's EfficientNet-Lite (efficientnet/lite/efficientnet_lite_builder.py): RGB, (x - 127) / 128.
+    "tf_lite": Preset(False, (127.0, 127.0, 127.0), (1 / 128,) * 3),
 }
 NORMALIZATIONS: tuple[str, ...] = tuple(PRESETS)
 # In a recipe, "auto" means the backbone's own preset (``backbone_preset``).
@@ -120,8 +122,11 @@ AUTO = "auto"
 
 # The input normalisation each backbone's pre-trained weights expect. BN-Inception's weights
 # come from Caffe: BGR, 0..255, means 104/117/128. The keys are the backbones.
+EFFICIENTNET_LITE: tuple[str, ...] = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 BACKBONE_PRESETS: dict[str, str] = {
     "bn_inception": "caffe_bgr",
+    # Google's EfficientNet-Lite input: RGB, (x - 127) / 128.
+    **{name: "tf_lite" for name in EFFICIENTNET_LITE},
     "inception_v3": "keras_tf",
     "resnet50": "keras_caffe",
     "mobilenet_v2": "keras_tf",

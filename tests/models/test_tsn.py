@@ -240,7 +240,7 @@ def test_unknown_names_are_config_errors_listing_the_valid_ones(kwargs, valid):
 
 def test_preprocessing_presets():
     assert [backbone_preset(name) for name in BACKBONES] == [
-        "caffe_bgr", "keras_tf", "keras_caffe", "keras_tf", "keras_tf"
+        "caffe_bgr", "tf_lite", "tf_lite", "tf_lite", "keras_tf", "keras_caffe", "keras_tf", "keras_tf"
     ]
 
 

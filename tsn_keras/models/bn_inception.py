@@ -6,7 +6,7 @@ checkpoint converts exactly (``tsn convert-weights``):
 
 - layer names are that port's state-dict keys (``conv1_7x7_s2``, ``conv1_7x7_s2_bn``, ...,
   ``inception_5b_pool_proj_bn``, ``last_linear``);
-- every convolution is followed by BatchNorm (eps 1e-5, PyTorch's) and ReLU;
+- every convolution is followed by BatchNorm (eps 1e-5, momentum 0.9: PyTorch's) and ReLU;
 - max pools use Caffe's/PyTorch's ``ceil_mode``: Keras has none, so the bottom/right edge is
   zero-padded until the last window fits (exact here because every max pool reads a ReLU
   output, which is >= 0);
@@ -31,6 +31,11 @@ from tsn_keras.models.weights import load_backbone_weights
 
 # PyTorch's BatchNorm2d default; Keras' default (1e-3) would change every activation.
 BN_EPSILON = 1e-5
+# Moving averages keep 0.9 of the old value per step, as Caffe's BN layer and PyTorch's
+# (momentum 0.1) did when TSN was trained. Under partial BN only the first layer updates them,
+# re-estimating flow's or RGB difference's statistics; Keras' default 0.99 would still hold
+# mostly ImageNet's after a few hundred of the 3,500-18,000 iterations.
+BN_MOMENTUM = 0.9
 
 # Inception modules with four branches (1x1; 3x3; double 3x3; pool + 1x1 projection):
 # name -> (1x1, 3x3 reduce, 3x3, double reduce, double 3x3, pool projection, pool kind).
@@ -61,7 +66,7 @@ def _conv_bn_relu(x, filters: int, kernel: int, name: str, relu_name: str, strid
     else:
         padding = "same"  # odd kernel, stride 1: symmetric, as PyTorch's padding=k//2
     x = keras.layers.Conv2D(filters, kernel, strides=strides, padding=padding, name=name)(x)
-    x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{name}_bn")(x)
+    x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"{name}_bn")(x)
     return keras.layers.ReLU(name=relu_name)(x)
 
 

