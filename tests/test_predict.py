@@ -23,8 +23,8 @@ OPTIONS = {"flow": "dis", "frame_size": [64, 48], "short_side": None, "jpeg_qual
 @pytest.fixture(scope="module")
 def converted(shared_data, tmp_path_factory):
     """The clip converted by the converter's own worker into a one-video test split."""
-    from tfrecords_tools.datasets import VideoEntry
     from tfrecords_tools.manifest import write_manifest
+    from tfrecords_tools.plan import VideoEntry
     from tfrecords_tools.shards import ShardWriter
     from tfrecords_tools.worker import VideoConverter, VideoSettings
 

@@ -53,9 +53,9 @@ from tfrecords_tools.convert import (
     strict_error,
     video_outcome,
 )
-from tfrecords_tools.datasets import VideoEntry
 from tfrecords_tools.errors import ConfigError
 from tfrecords_tools.journal import Journal
+from tfrecords_tools.plan import VideoEntry
 from tfrecords_tools.schema import STORED_KEYS, encode_video
 from tfrecords_tools.shards import RECORD_FOOTER_BYTES, RECORD_HEADER_BYTES, ShardIndex, index_path
 from tfrecords_tools.worker import VideoSettings

@@ -32,11 +32,12 @@ from pathlib import Path
 
 import numpy as np
 
-from tfrecords_tools.datasets import FORMATS, DatasetPlan, VideoEntry, make_plan
+from tfrecords_tools.datasets import FORMATS, make_plan
 from tfrecords_tools.errors import ConfigError, DataError
 from tfrecords_tools.flow import ALGORITHMS, BOUND
 from tfrecords_tools.journal import Journal
 from tfrecords_tools.manifest import write_manifest
+from tfrecords_tools.plan import DatasetPlan, VideoEntry
 from tfrecords_tools.schema import CONVERTED_KEYS, SPLITS
 from tfrecords_tools.shards import ShardWriter
 from tfrecords_tools.worker import VideoResult, VideoSettings, convert_video, init_worker

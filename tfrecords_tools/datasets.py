@@ -12,39 +12,17 @@ import os
 import re
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from tfrecords_tools.errors import ConfigError, DataError
+from tfrecords_tools.plan import DatasetPlan, VideoEntry
 
 FORMATS: tuple[str, ...] = ("ucf101", "hmdb51", "folder", "list", "kinetics")
 UCF_LISTS_DIR = "ucfTrainTestlist"
 HMDB_LISTS_DIR = "testTrainMulti_7030_splits"
-
-
-@dataclass(frozen=True)
-class VideoEntry:
-    """One listed video: where it is, what it is called in the shards, its label and split."""
-
-    path: str  # absolute path on disk (the listed path when missing)
-    rel: str  # path as listed, relative to the dataset root
-    video_id: str
-    label: int
-    split: str
-    original_label: int | None = None  # before --present-classes-only relabelling
-
-
-@dataclass
-class DatasetPlan:
-    """What to convert (see module docstring)."""
-
-    classes: list[str]
-    splits: dict[str, list[VideoEntry]]
-    missing: list[dict] = field(default_factory=list)
-    rejects: list[dict] = field(default_factory=list)
-    dropped_classes: list[dict] = field(default_factory=list)
 
 
 # --- locating files -----------------------------------------------------------------------

@@ -25,8 +25,8 @@ import os
 import re
 from pathlib import Path
 
-from tfrecords_tools.datasets import DatasetPlan, VideoEntry
 from tfrecords_tools.errors import ConfigError, DataError
+from tfrecords_tools.plan import DatasetPlan, VideoEntry
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov")
 # train / validate / test CSV names, bare or with a prefix ("kinetics_400_train.csv").

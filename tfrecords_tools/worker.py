@@ -14,10 +14,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tfrecords_tools.datasets import VideoEntry
 from tfrecords_tools.errors import DataError
 from tfrecords_tools.flow import FlowEstimator, WarpedFlowEstimator, quantize_flow
 from tfrecords_tools.manifest import MANIFEST_NAME, load_manifest
+from tfrecords_tools.plan import VideoEntry
 from tfrecords_tools.schema import VideoRecord
 from tfrecords_tools.video import VideoError, VideoReader, encode_jpeg
 

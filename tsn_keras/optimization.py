@@ -41,6 +41,7 @@ import tensorflow as tf
 from keras import ops
 
 from tsn_keras.errors import ConfigError
+from tsn_keras.vocab import is_flow
 from tsn_keras.models.transfer import find_backbone, weighted_layers
 
 # Names (the last component of a variable's path) that receive the L2 term.
@@ -52,7 +53,6 @@ BIAS_LR_MULT = 2.0
 # The first convolution of a flow network: ``lr_mult: 5`` (kernel) and ``10`` (bias) in
 # models/*/tsn_bn_inception_flow_train_val.prototxt and tsn-pytorch's get_optim_policies.
 FLOW_FIRST_CONV_LR_MULTS = (5.0, 10.0)
-FLOW_MODALITIES = ("flow", "warped_flow")
 
 
 def accumulation_steps(batch_size: int, micro_batch_size: int | None, replicas: int) -> int:
@@ -359,7 +359,7 @@ def first_conv_lr_mults(model: keras.Model, modality: str) -> dict[str, float]:
     Returns:
         Variable path -> multiplier, for :class:`CaffeSGD`'s ``lr_mults``.
     """
-    if modality not in FLOW_MODALITIES:
+    if not is_flow(modality):
         return {}
     first = weighted_layers(find_backbone(model))[0]
     if not isinstance(first, keras.layers.Conv2D):

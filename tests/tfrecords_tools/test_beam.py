@@ -139,7 +139,7 @@ def test_cli_option_errors_are_one_line_exit_2(tmp_path, capsys, args, message):
 
 def test_a_videos_bytes_do_not_depend_on_the_video_converted_before(shared_data):
     # OpenCV's DIS object carries state from call to call; runners schedule videos to workers in any order.
-    from tfrecords_tools.datasets import VideoEntry
+    from tfrecords_tools.plan import VideoEntry
     from tfrecords_tools.worker import VideoConverter, VideoSettings
 
     converter = VideoConverter(VideoSettings(modalities=("flow", "warped_flow"), flow="dis", frame_size=None,

@@ -254,7 +254,7 @@ def test_workers_do_not_import_tensorflow(tmp_path):
     video = write_video(tmp_path / "c" / "v.avi", panning_frames(3, (1, 0), size=(32, 24)))
     code = (
         "import sys\n"
-        "from tfrecords_tools.datasets import VideoEntry\n"
+        "from tfrecords_tools.plan import VideoEntry\n"
         "from tfrecords_tools.worker import VideoSettings, convert_video, init_worker\n"
         "init_worker(VideoSettings(modalities=('rgb', 'flow', 'warped_flow'), flow='dis'))\n"
         f"result = convert_video((VideoEntry({str(video)!r}, 'c/v.avi', 'v', 0, 'train'), 'c'))\n"
@@ -290,7 +290,7 @@ def test_index_points_into_converted_shards(reference_conversion):
 
 def test_results_come_in_input_order_with_bounded_work_in_flight(tmp_path):
     from tfrecords_tools.convert import _results
-    from tfrecords_tools.datasets import VideoEntry
+    from tfrecords_tools.plan import VideoEntry
     from tfrecords_tools.worker import VideoSettings
 
     video = write_video(tmp_path / "c" / "v.avi", panning_frames(3, (1, 0), size=(32, 24)))
