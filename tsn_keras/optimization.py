@@ -41,8 +41,8 @@ import tensorflow as tf
 from keras import ops
 
 from tsn_keras.errors import ConfigError
-from tsn_keras.vocab import is_flow
 from tsn_keras.models.transfer import find_backbone, weighted_layers
+from tsn_keras.vocab import is_flow
 
 # Names (the last component of a variable's path) that receive the L2 term.
 DECAYED_NAMES: tuple[str, ...] = ("kernel", "depthwise_kernel", "pointwise_kernel", "recurrent_kernel")
