@@ -23,30 +23,30 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import os
 import platform
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("TSN_SHARED_DATA", REPO.parent / "shared" / "data"))
-FRAME_SIZE = (170, 128)  # half the paper's 340x256: the CPU recipes crop 112 px where the paper crops 224
-QUICK_OVERRIDES = ["train.max_iterations=6", "train.lr_steps=[4]", "train.validate_every=1"]
-
-
-@dataclass
-class Experiment:
-    name: str
-    title: str
-    recipe: str
-    overrides: list[str] = field(default_factory=list)
-    crops: tuple[int, ...] = (1,)
-
+from benchmarks.experiments import (
+    REPO,
+    SHARED_DATA,
+    TABLE_HEAD,
+    Experiment,
+    compare,
+    convert,
+    fuse_streams,
+    log,
+    minutes,
+    pct,
+    record_json,
+    row,
+    run_experiment,
+)
+from benchmarks.results_pretrained import PRETRAINED_EXPERIMENTS, PRETRAINED_FUSIONS, pretrained_section
 
 EXPERIMENTS = [
     Experiment("rgb", "RGB", "ucf101subset_rgb", crops=(1, 10)),
@@ -77,105 +77,13 @@ PAPER = {
 }
 
 
-def _log(text: str) -> None:
-    print(f"[results {time.strftime('%H:%M:%S')}] {text}", flush=True)
-
-
-def _json(path: Path, data=None):
-    if data is None:
-        return json.loads(path.read_text())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n")
-    return data
-
-
-# --- the steps ------------------------------------------------------------------------------------
-
-def convert(work: Path, workers: int) -> dict:
-    from tfrecords_tools.convert import convert_dataset
-
-    out = work / "ucf101_subset"
-    record = work / "convert.json"
-    if record.is_file() and (out / "manifest.json").is_file():
-        return _json(record)
-    _log(f"converting {SHARED_DATA / 'UCF-101'} -> {out}")
-    start = time.perf_counter()
-    manifest = convert_dataset(SHARED_DATA, out, format="ucf101", split=1, present_classes_only=True, val_fraction=0.2,
-                               modalities=("rgb", "flow"), flow="dis", frame_size=FRAME_SIZE, workers=workers)
-    seconds = time.perf_counter() - start
-    splits = {name: info["videos"] for name, info in manifest["splits"].items()}
-    frames = sum(info["frames"]["total"] for info in manifest["splits"].values())
-    return _json(record, {"root": str(out), "seconds": seconds, "splits": splits, "frames": frames,
-                          "classes": manifest["classes"], "rejects": len(manifest["rejects"]),
-                          "workers": workers})
-
-
-def run_experiment(exp: Experiment, work: Path, data_root: str, quick: bool) -> dict:
-    from tsn_keras.config import load_config
-    from tsn_keras.evaluation import evaluate
-    from tsn_keras.training import train
-
-    record = work / "runs" / f"{exp.name}.json"
-    if record.is_file():
-        return _json(record)
-    run_dir = work / "runs" / exp.name
-    if run_dir.exists():
-        shutil.rmtree(run_dir)  # an interrupted run: retrain from scratch so the wall time is honest
-    overrides = [f"data.root={data_root}", f"train.output_dir={work / 'runs'}", *exp.overrides]
-    config = load_config(exp.recipe, overrides + (QUICK_OVERRIDES if quick else []))
-    _log(f"training {exp.name}: {exp.recipe} {' '.join(exp.overrides)}")
-    start = time.perf_counter()
-    result = train(config, run_dir=run_dir, verbose=2)
-    train_seconds = time.perf_counter() - start
-    evaluations = {}
-    for crops in exp.crops:
-        _log(f"testing {exp.name}: 25 snippets x {crops} crop(s)")
-        start = time.perf_counter()
-        metrics = evaluate(run_dir, data_root, "test", num_snippets=5 if quick else 25, num_crops=crops,
-                           batch_size=4, output_dir=work / "eval" / exp.name / f"crops{crops}")
-        evaluations[str(crops)] = {"top1": metrics["top1"], "top5": metrics["top5"],
-                                   "mean_class_accuracy": metrics["mean_class_accuracy"],
-                                   "per_class": metrics["per_class"], "seconds": time.perf_counter() - start,
-                                   "scores": str(work / "eval" / exp.name / f"crops{crops}" / "scores.npz"),
-                                   "metrics": str(work / "eval" / exp.name / f"crops{crops}" / "metrics.json")}
-    history = result.history
-    val = [v for v in history.get("val_accuracy", []) if v == v]
-    return _json(record, {
-        "name": exp.name, "title": exp.title, "recipe": exp.recipe, "overrides": exp.overrides,
-        "backbone": config.model.backbone, "input_size": config.data.input_size,
-        "weights": config.model.weights, "num_segments": config.data.num_segments,
-        "iterations": config.train.max_iterations, "batch_size": config.train.batch_size,
-        "lr": config.train.lr, "lr_steps": list(config.train.lr_steps), "clip_norm": config.train.clip_norm,
-        "dropout": config.model.resolved_dropout(config.data.modality), "consensus": config.model.consensus,
-        "partial_bn": config.model.partial_bn,
-        "epochs": len(history.get("loss", [])), "train_seconds": train_seconds,
-        "final_train_loss": history["loss"][-1] if history.get("loss") else None,
-        "final_val_accuracy": val[-1] if val else None,
-        "run_dir": str(run_dir), "evaluations": evaluations,
-    })
-
-
-def fuse_streams(work: Path, runs: dict[str, dict]) -> dict[str, dict]:
-    from tsn_keras.scores import fuse
-
-    out = {}
-    for name, title, streams, weights in FUSIONS:
-        files = [runs[s]["evaluations"]["10"]["scores"] for s in streams]
-        metrics = fuse(files, weights=list(weights), output_dir=work / "eval" / name)
-        out[name] = {"title": title, "top1": metrics["top1"], "mean_class_accuracy": metrics["mean_class_accuracy"],
-                     "metrics": str(work / "eval" / name / "metrics.json"),
-                     "seconds": sum(runs[s]["train_seconds"] + runs[s]["evaluations"]["10"]["seconds"]
-                                    for s in streams)}
-    return out
-
-
 def run_benchmarks(work: Path, quick: bool) -> dict:
     """Each benchmark's ``main`` in this process, its printed lines kept for the document."""
     from benchmarks import bench_backbones, bench_convert, bench_folding, bench_pipeline, bench_training
 
     record = work / "benchmarks.json"
     if record.is_file():
-        return _json(record)
+        return record_json(record)
     suite = [
         ("pipeline", bench_pipeline, []),
         ("convert", bench_convert, []),
@@ -186,7 +94,7 @@ def run_benchmarks(work: Path, quick: bool) -> dict:
     ]
     out = {}
     for name, module, args in suite:
-        _log(f"benchmark {name}")
+        log(f"benchmark {name}")
         buffer = io.StringIO()
         with contextlib.redirect_stdout(buffer):
             numbers = module.main(args + (["--quick"] if quick else []))
@@ -194,7 +102,7 @@ def run_benchmarks(work: Path, quick: bool) -> dict:
         print(text, flush=True)
         out[name] = {"command": f"python -m benchmarks.{module.__name__.split('.')[-1]} {' '.join(args)}".strip(),
                      "output": text.strip(), "numbers": numbers}
-    return _json(record, out)
+    return record_json(record, out)
 
 
 def run_demo_step(work: Path, quick: bool) -> dict:
@@ -203,43 +111,15 @@ def run_demo_step(work: Path, quick: bool) -> dict:
 
     record = work / "demo.json"
     if record.is_file():
-        return _json(record)
-    _log("tsn demo")
+        return record_json(record)
+    log("tsn demo")
     if (work / "demo").exists():
         shutil.rmtree(work / "demo")
     result = run_demo(work / "demo", quick=quick, verbose=False)
-    return _json(record, {"accuracy": result.accuracy, "seconds": result.seconds, "quick": quick})
+    return record_json(record, {"accuracy": result.accuracy, "seconds": result.seconds, "quick": quick})
 
 
 # --- the document ---------------------------------------------------------------------------------
-
-def _pct(value) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}%"
-
-
-def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:.1f} min"
-
-
-def _row(run: dict, crops: str = "1") -> str:
-    ev = run["evaluations"][crops]
-    pretraining = "none" if run["weights"] is None else run["weights"]
-    return (f"| {run['title']} | {_pct(ev['top1'])} | {_pct(ev['mean_class_accuracy'])} | {run['backbone']} | "
-            f"{run['input_size']} | K={run['num_segments']} | {pretraining} | {run['epochs']} | "
-            f"{_minutes(run['train_seconds'] + ev['seconds'])} |")
-
-
-TABLE_HEAD = ("| experiment | top-1 | mean class | backbone | input | segments | pre-training | epochs | wall time |\n"
-              "|---|---|---|---|---|---|---|---|---|")
-
-
-def _compare(a: float, b: float, better: str, worse: str, same: str, margin: float = 0.01) -> str:
-    if a - b > margin:
-        return better
-    if b - a > margin:
-        return worse
-    return same
-
 
 def _plots(work: Path, out_dir: Path, runs: dict, fused: dict) -> dict[str, str]:
     from tsn_keras import plots
@@ -293,8 +173,8 @@ def _plots(work: Path, out_dir: Path, runs: dict, fused: dict) -> dict[str, str]
     return paths
 
 
-def write_document(path: Path, work: Path, data: dict, runs: dict, fused: dict, benchmarks: dict | None,
-                   demo: dict | None, quick: bool) -> None:
+def write_document(path: Path, work: Path, data: dict, runs: dict, fused: dict, pretrained: tuple[dict, dict],
+                   benchmarks: dict | None, demo: dict | None, quick: bool) -> None:
     import tensorflow as tf
 
     plots = _plots(work, path.parent / "results", runs, fused)
@@ -317,14 +197,15 @@ def write_document(path: Path, work: Path, data: dict, runs: dict, fused: dict, 
         f"videos. Hyper-parameters were chosen on the validation split; the test split is only reported.",
         f"- Conversion: `tsn convert --format ucf101 --split 1 --present-classes-only --val-fraction 0.2 "
         f"--modalities rgb,flow --flow dis --frame-size 170x128`, {data['frames']} frames in "
-        f"{_minutes(data['seconds'])} with {data['workers']} workers ({data['rejects']} rejected).",
+        f"{minutes(data['seconds'])} with {data['workers']} workers ({data['rejects']} rejected).",
         "- Optical flow is DIS (OpenCV), not the paper's TV-L1: TV-L1 costs 1.1 s per 340x256 frame on these "
         "cores (`python -m benchmarks.bench_convert`), about a day for this subset, against minutes for DIS. "
         "Frames are stored at 170x128, half the paper's 340x256, and the networks see 112 px crops instead of 224.",
-        f"- Network: the `{rgb['backbone']}` backbone (a small 4-stage CNN of this library, for CPUs), trained from "
-        "scratch: no ImageNet weights can be downloaded here, so there is no pre-training, no cross-modality "
-        "initialisation, and partial BN has no pre-trained statistics to keep. This is the setting of the "
-        "paper's Table 1 'from scratch' row, not of its headline numbers.",
+        f"- Network, in the from-scratch sections: the `{rgb['backbone']}` backbone (a small 4-stage CNN of this "
+        "library, for CPUs), trained from scratch: no pre-training, no cross-modality initialisation, and partial "
+        "BN has no pre-trained statistics to keep. This is the setting of the paper's Table 1 'from scratch' row; "
+        "the pre-trained sections below (EfficientNet-Lite0 with ImageNet weights) are the setting of its "
+        "headline numbers.",
         f"- Schedule (recipes `recipes/ucf101subset_*.yaml`): {rgb['iterations']} iterations of {rgb['batch_size']} "
         f"clips ({rgb['epochs']} epochs), SGD with momentum 0.9, Caffe-style L2 5e-4, lr {rgb['lr']} divided by 10 "
         f"at iteration {', '.join(map(str, rgb['lr_steps']))}, gradient clipping {rgb['clip_norm']:g} (RGB) / "
@@ -338,28 +219,28 @@ def write_document(path: Path, work: Path, data: dict, runs: dict, fused: dict, 
         "## Modalities and two-stream fusion (25 snippets x 10 crops)",
         "",
         TABLE_HEAD,
-        *[_row(run, "10") for run in (rgb, flow, diff)],
+        *[row(run, "10") for run in (rgb, flow, diff)],
     ]
     for f in fused.values():
-        lines.append(f"| {f['title']} | {_pct(f['top1'])} | {_pct(f['mean_class_accuracy'])} | tiny | 112 | K=3 | "
-                     f"none | - | {_minutes(f['seconds'])} |")
+        lines.append(f"| {f['title']} | {pct(f['top1'])} | {pct(f['mean_class_accuracy'])} | tiny | 112 | K=3 | "
+                     f"none | - | {minutes(f['seconds'])} |")
     best_single = max(top1_10.values())
     lines += [
         "",
         f"Paper: {PAPER['modalities']}. From scratch ({PAPER['scratch']}).",
         "",
-        "- " + _compare(top1_10["flow"], top1_10["rgb"],
+        "- " + compare(top1_10["flow"], top1_10["rgb"],
                         "Flow beats RGB, as in the paper.",
                         "RGB beats flow here, unlike the paper. Likely reasons: these four classes are told apart "
                         "by scene and object (archery range, basketball court, piano, violin), which a single frame "
                         "shows well, and DIS flow at 170x128 is coarser than TV-L1 at 340x256.",
                         "RGB and flow are level here."),
-        "- " + _compare(fused["rgb+flow"]["top1"], best_single,
+        "- " + compare(fused["rgb+flow"]["top1"], best_single,
                         "Fusing RGB and flow beats the best single stream, as in the paper: the streams err on "
                         "different videos.",
                         "Fusion does not beat the best single stream here, unlike the paper.",
                         "Fusion matches the best single stream here; the paper gains from it."),
-        "- " + _compare(top1_10["rgb_diff"], top1_10["rgb"],
+        "- " + compare(top1_10["rgb_diff"], top1_10["rgb"],
                         "RGB difference beats RGB here; in the paper it is slightly below (83.8% vs 84.5%).",
                         "RGB difference is below RGB, as in the paper (83.8% vs 84.5%).",
                         "RGB difference is level with RGB, close to the paper (83.8% vs 84.5%)."),
@@ -374,10 +255,10 @@ def write_document(path: Path, work: Path, data: dict, runs: dict, fused: dict, 
         "two-stream baseline the paper compares against (it also costs a third of the compute).",
         "",
         TABLE_HEAD,
-        _row(rgb), _row(k1),
+        row(rgb), row(k1),
         "",
         f"Paper: {PAPER['segments']}. "
-        + _compare(top1["rgb"], top1["rgb_k1"],
+        + compare(top1["rgb"], top1["rgb_k1"],
                    "Segment-based training beats the single snippet here too.",
                    "Here the single snippet does better, unlike the paper; with 268 training videos and no "
                    "pre-training the extra views per clip may matter less than the variance of the estimate.",
@@ -386,7 +267,7 @@ def write_document(path: Path, work: Path, data: dict, runs: dict, fused: dict, 
         "## Segmental consensus (RGB, 25 snippets x 1 crop)",
         "",
         TABLE_HEAD,
-        *[_row(runs[n]) for n in ("rgb", "rgb_max", "rgb_weighted", "rgb_topk", "rgb_attention")],
+        *[row(runs[n]) for n in ("rgb", "rgb_max", "rgb_weighted", "rgb_topk", "rgb_attention")],
         "",
         f"Paper: {PAPER['consensus']}. "
         + ("Average consensus is the best here too."
@@ -399,14 +280,14 @@ def write_document(path: Path, work: Path, data: dict, runs: dict, fused: dict, 
         "## Partial BN and dropout (RGB, 25 snippets x 1 crop)",
         "",
         TABLE_HEAD,
-        *[_row(runs[n]) for n in ("rgb", "rgb_no_dropout", "rgb_partial_bn")],
+        *[row(runs[n]) for n in ("rgb", "rgb_no_dropout", "rgb_partial_bn")],
         "",
         f"Paper: {PAPER['regularisers']}. "
-        + _compare(top1["rgb"], top1["rgb_no_dropout"],
+        + compare(top1["rgb"], top1["rgb_no_dropout"],
                    "Dropout helps here, as in the paper.",
                    "Dropout does not help here.", "Dropout makes no difference here.")
         + " "
-        + _compare(top1["rgb_partial_bn"], top1["rgb"],
+        + compare(top1["rgb_partial_bn"], top1["rgb"],
                    "Partial BN helps even from scratch.",
                    "Partial BN hurts here, which is expected without pre-training: it freezes every BatchNorm "
                    "layer but the first at its initial statistics (mean 0, variance 1), so it keeps nothing "
@@ -418,8 +299,8 @@ def write_document(path: Path, work: Path, data: dict, runs: dict, fused: dict, 
         "",
         "| stream | 1 crop | 10 crops |",
         "|---|---|---|",
-        *[f"| {runs[n]['title']} | {_pct(runs[n]['evaluations']['1']['top1'])} | "
-          f"{_pct(runs[n]['evaluations']['10']['top1'])} |" for n in ("rgb", "flow", "rgb_diff")],
+        *[f"| {runs[n]['title']} | {pct(runs[n]['evaluations']['1']['top1'])} | "
+          f"{pct(runs[n]['evaluations']['10']['top1'])} |" for n in ("rgb", "flow", "rgb_diff")],
         "",
         "The paper reports 10-crop testing only. "
         + ("Here 10 crops help every stream."
@@ -438,6 +319,7 @@ def write_document(path: Path, work: Path, data: dict, runs: dict, fused: dict, 
         f"![TSN sampling]({plots['sampling']})",
         "",
     ]
+    lines += pretrained_section(*pretrained)
     if demo:
         lines += _demo_section(demo)
     if benchmarks:
@@ -462,10 +344,10 @@ def _demo_section(demo: dict) -> list[str]:
         "",
         "| stream | accuracy | appearance classes | motion classes |",
         "|---|---|---|---|",
-        *[f"| {stream} | {_pct(a['all'])} | {_pct(a['appearance'])} | {_pct(a['motion'])} |" for stream, a in acc.items()],
+        *[f"| {stream} | {pct(a['all'])} | {pct(a['appearance'])} | {pct(a['motion'])} |" for stream, a in acc.items()],
         "",
         f"The whole demo (generation, conversion, two trainings, evaluation, fusion, export, plots) took "
-        f"{_minutes(demo['seconds']['total'])} on this machine "
+        f"{minutes(demo['seconds']['total'])} on this machine "
         f"({', '.join(f'{k} {v:.0f} s' for k, v in demo['seconds'].items() if k != 'total')}).",
         "",
     ]
@@ -544,12 +426,15 @@ def main(argv: list[str] | None = None) -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     data = convert(args.work, args.workers)
+    # The pre-trained runs first: they are the headline (and the newest) rows.
+    pt_runs = {exp.name: run_experiment(exp, args.work, data["root"], args.quick) for exp in PRETRAINED_EXPERIMENTS}
+    pt_fused = fuse_streams(args.work, pt_runs, PRETRAINED_FUSIONS)
     runs = {exp.name: run_experiment(exp, args.work, data["root"], args.quick) for exp in EXPERIMENTS}
-    fused = fuse_streams(args.work, runs)
+    fused = fuse_streams(args.work, runs, FUSIONS)
     benchmarks = None if args.skip_benchmarks else run_benchmarks(args.work, args.quick)
     demo = None if args.skip_benchmarks else run_demo_step(args.work, args.quick)
-    write_document(args.out, args.work, data, runs, fused, benchmarks, demo, args.quick)
-    _log(f"wrote {args.out} in {_minutes(time.perf_counter() - start)}")
+    write_document(args.out, args.work, data, runs, fused, (pt_runs, pt_fused), benchmarks, demo, args.quick)
+    log(f"wrote {args.out} in {minutes(time.perf_counter() - start)}")
 
 
 if __name__ == "__main__":

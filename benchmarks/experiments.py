@@ -1,0 +1,161 @@
+"""The experiment steps of ``benchmarks.results``: convert the UCF101 subset, train and test a
+recipe, fuse streams, and format a row. Each step keeps its record under the work folder and is
+reused when the results are regenerated, so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("TSN_SHARED_DATA", REPO.parent / "shared" / "data"))
+FRAME_SIZE = (170, 128)  # half the paper's 340x256: the CPU recipes crop 112 px where the paper crops 224
+QUICK_OVERRIDES = ["train.max_iterations=6", "train.lr_steps=[4]", "train.validate_every=1"]
+
+
+@dataclass
+class Experiment:
+    name: str
+    title: str
+    recipe: str
+    overrides: list[str] = field(default_factory=list)
+    crops: tuple[int, ...] = (1,)
+
+
+def log(text: str) -> None:
+    print(f"[results {time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+def record_json(path: Path, data=None):
+    if data is None:
+        return json.loads(path.read_text())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return data
+
+
+# --- the steps ------------------------------------------------------------------------------------
+
+def convert(work: Path, workers: int) -> dict:
+    from tfrecords_tools.convert import convert_dataset
+
+    out = work / "ucf101_subset"
+    record = work / "convert.json"
+    if record.is_file() and (out / "manifest.json").is_file():
+        return record_json(record)
+    log(f"converting {SHARED_DATA / 'UCF-101'} -> {out}")
+    start = time.perf_counter()
+    manifest = convert_dataset(SHARED_DATA, out, format="ucf101", split=1, present_classes_only=True, val_fraction=0.2,
+                               modalities=("rgb", "flow"), flow="dis", frame_size=FRAME_SIZE, workers=workers)
+    seconds = time.perf_counter() - start
+    splits = {name: info["videos"] for name, info in manifest["splits"].items()}
+    frames = sum(info["frames"]["total"] for info in manifest["splits"].values())
+    return record_json(record, {"root": str(out), "seconds": seconds, "splits": splits, "frames": frames,
+                          "classes": manifest["classes"], "rejects": len(manifest["rejects"]),
+                          "workers": workers})
+
+
+def run_experiment(exp: Experiment, work: Path, data_root: str, quick: bool) -> dict:
+    from tsn_keras.config import load_config
+    from tsn_keras.evaluation import evaluate
+    from tsn_keras.training import train
+
+    record = work / "runs" / f"{exp.name}.json"
+    if record.is_file():
+        return record_json(record)
+    run_dir = work / "runs" / exp.name
+    if run_dir.exists():
+        shutil.rmtree(run_dir)  # an interrupted run: retrain from scratch so the wall time is honest
+    overrides = [f"data.root={data_root}", f"train.output_dir={work / 'runs'}", *exp.overrides]
+    config = load_config(exp.recipe, overrides + (QUICK_OVERRIDES if quick else []))
+    log(f"training {exp.name}: {exp.recipe} {' '.join(exp.overrides)}")
+    start = time.perf_counter()
+    result = train(config, run_dir=run_dir, verbose=2)
+    train_seconds = time.perf_counter() - start
+    evaluations = {}
+    for crops in exp.crops:
+        log(f"testing {exp.name}: 25 snippets x {crops} crop(s)")
+        start = time.perf_counter()
+        metrics = evaluate(run_dir, data_root, "test", num_snippets=5 if quick else 25, num_crops=crops,
+                           batch_size=4, output_dir=work / "eval" / exp.name / f"crops{crops}")
+        evaluations[str(crops)] = {"top1": metrics["top1"], "top5": metrics["top5"],
+                                   "mean_class_accuracy": metrics["mean_class_accuracy"],
+                                   "per_class": metrics["per_class"], "seconds": time.perf_counter() - start,
+                                   "scores": str(work / "eval" / exp.name / f"crops{crops}" / "scores.npz"),
+                                   "metrics": str(work / "eval" / exp.name / f"crops{crops}" / "metrics.json")}
+    history = result.history
+    val = [v for v in history.get("val_accuracy", []) if v == v]
+    return record_json(record, {
+        "name": exp.name, "title": exp.title, "recipe": exp.recipe, "overrides": exp.overrides,
+        "backbone": config.model.backbone, "input_size": config.data.input_size,
+        "weights": config.model.weights, "num_segments": config.data.num_segments,
+        "iterations": config.train.max_iterations, "batch_size": config.train.batch_size,
+        "lr": config.train.lr, "lr_steps": list(config.train.lr_steps), "clip_norm": config.train.clip_norm,
+        "dropout": config.model.resolved_dropout(config.data.modality), "consensus": config.model.consensus,
+        "partial_bn": config.model.partial_bn,
+        "epochs": len(history.get("loss", [])), "train_seconds": train_seconds,
+        "final_train_loss": history["loss"][-1] if history.get("loss") else None,
+        "final_val_accuracy": val[-1] if val else None,
+        "run_dir": str(run_dir), "evaluations": evaluations, "commit": _commit(),
+    })
+
+
+def _commit() -> str | None:
+    """The commit the step ran at (a reused record says which code produced it)."""
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def fuse_streams(work: Path, runs: dict[str, dict], fusions) -> dict[str, dict]:
+    """Fuse the 10-crop scores of each ``(name, title, streams, weights)`` in ``fusions``."""
+    from tsn_keras.scores import fuse
+
+    out = {}
+    for name, title, streams, weights in fusions:
+        files = [runs[s]["evaluations"]["10"]["scores"] for s in streams]
+        metrics = fuse(files, weights=list(weights), output_dir=work / "eval" / name)
+        out[name] = {"title": title, "top1": metrics["top1"], "mean_class_accuracy": metrics["mean_class_accuracy"],
+                     "metrics": str(work / "eval" / name / "metrics.json"),
+                     "seconds": sum(runs[s]["train_seconds"] + runs[s]["evaluations"]["10"]["seconds"]
+                                    for s in streams)}
+    return out
+
+
+# --- formatting -------------------------------------------------------------------------------------
+
+def pct(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min"
+
+
+def row(run: dict, crops: str = "1") -> str:
+    ev = run["evaluations"][crops]
+    pretraining = "none" if run["weights"] is None else run["weights"]
+    return (f"| {run['title']} | {pct(ev['top1'])} | {pct(ev['mean_class_accuracy'])} | {run['backbone']} | "
+            f"{run['input_size']} | K={run['num_segments']} | {pretraining} | {run['epochs']} | "
+            f"{minutes(run['train_seconds'] + ev['seconds'])} |")
+
+
+TABLE_HEAD = ("| experiment | top-1 | mean class | backbone | input | segments | pre-training | epochs | wall time |\n"
+              "|---|---|---|---|---|---|---|---|---|")
+
+
+def compare(a: float, b: float, better: str, worse: str, same: str, margin: float = 0.01) -> str:
+    if a - b > margin:
+        return better
+    if b - a > margin:
+        return worse
+    return same
