@@ -105,12 +105,12 @@ def make_dataset(source, clip: ClipSpec, *, split: str | None = None, batch_size
     use_index = read_mode == "index" or (read_mode == "auto" and indexed)
 
     shard_ids, element_split = _distribute(len(paths), input_context)
-    plan = _DatasetGraph(spec, paths, shard_ids, element_split, seed, shuffle_buffer if mode == "train" else 0)
+    graph = _DatasetGraph(spec, paths, shard_ids, element_split, seed, shuffle_buffer if mode == "train" else 0)
     if use_index:
-        clips = plan.indexed(reader.IndexedShards(paths, spec.keys), repeat)
+        clips = graph.indexed(reader.IndexedShards(paths, spec.keys), repeat)
     else:
         expected = reader.expected_records(paths, manifest, split)
-        clips = plan.streamed(None if min(expected) < 0 else expected, repeat)
+        clips = graph.streamed(None if min(expected) < 0 else expected, repeat)
 
     clips = failures.report_failures(clips, counter)
     clips = clips.map(lambda e: (e["x"], e["label"], e["video_id"]) if return_ids else (e["x"], e["label"]))
