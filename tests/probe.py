@@ -50,3 +50,39 @@ def colour_inputs(model_scale, colours, n: int = 8, size: int = INPUT_SIZE, seed
         pixels = np.clip(np.asarray(colour, np.float32) + rng.normal(0, 20, (n, size, size, len(colour))), 0, 255)
         out.append(model_scale.to_input(pixels).astype("float32"))
     return out
+
+
+def conversion_root(root, class_names: list[str], frame_size=(64, 48), flow: str = "dis"):
+    """A conversion folder holding only its manifest: the stored frame size and flow algorithm that
+    prediction must follow (``worker.stored_video_settings``)."""
+    from pathlib import Path
+
+    from tfrecords_tools.manifest import write_manifest
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    options = {"flow": flow, "frame_size": list(frame_size), "short_side": None, "jpeg_quality": 90}
+    write_manifest(root, {"classes": list(class_names), "modalities": ["rgb", "flow"],
+                          "stored_keys": ["rgb", "flow_x", "flow_y"], "frame_size": list(frame_size),
+                          "options": options, "splits": {}, "rejects": [], "missing": []})
+    return root
+
+
+def save_run(run_dir, model, data_root, *, num_snippets: int = 25, num_crops: int = 1):
+    """``model`` as a run folder of ``tsn train`` (model.keras, config.yaml, classes.json)."""
+    import json
+    from pathlib import Path
+
+    from tsn_keras.config import Config, DataConfig, EvalConfig, ModelConfig
+
+    run = Path(run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    config = Config(name=f"probe_{model.modality}",
+                    data=DataConfig(root=str(data_root), modality=model.modality, input_size=model.input_size,
+                                    new_length=None if model.modality == "rgb" else model.new_length),
+                    model=ModelConfig(backbone="tiny"),
+                    evaluate=EvalConfig(num_snippets=num_snippets, num_crops=num_crops))
+    (run / "config.yaml").write_text(config.to_yaml())
+    (run / "classes.json").write_text(json.dumps(model.class_names))
+    model.save(run / "model.keras")
+    return run

@@ -73,8 +73,10 @@ class _SnippetScorer:
         self.quality = settings.jpeg_quality
         self.flow = FlowEstimator(settings.flow) if is_flow(run.modality) else None
         self.warped = WarpedFlowEstimator(self.flow) if run.modality == "warped_flow" else None
-        self.views = tf.function(self.clip.make_views, reduce_retracing=True)
-        self.score = video_scorer(run.model, num_crops, 1)
+        # One input shape each (the last batch is padded), so each function is traced once and
+        # keeps no state per call (see ``evaluation.video_scorer``).
+        self.views = tf.function(self.clip.make_views)
+        self.score = video_scorer(run.model, num_crops, 1, reduce_retracing=False)
         self.batch_size = batch_size
         self.pending: list[tf.Tensor] = []
         self.logits = array("f")  # every snippet's logits, flat: the only thing that grows with the video
@@ -98,13 +100,21 @@ class _SnippetScorer:
 
     def flush(self) -> None:
         if self.pending:
-            logits = np.asarray(self.score(tf.stack(self.pending)), np.float32)
+            batch = tf.stack(self.pending)
+            padding = self.batch_size - len(self.pending)
+            if padding:
+                batch = tf.concat([batch, tf.zeros([padding, *batch.shape[1:]], batch.dtype)], axis=0)
+            logits = np.asarray(self.score(batch), np.float32)[:len(self.pending)]
             self.logits.extend(logits.ravel().tolist())
             self.count += len(self.pending)
             self.pending = []
 
-    def snippet_logits(self) -> np.ndarray:
-        return np.frombuffer(self.logits, np.float32).reshape(self.count, -1)
+    def take_logits(self) -> np.ndarray:
+        """Every snippet's logits ``(N, classes)`` so far; the scorer starts over for another video."""
+        self.flush()
+        logits = np.frombuffer(self.logits, np.float32).reshape(self.count, -1).copy()
+        self.logits, self.count = array("f"), 0
+        return logits
 
 
 def _snippet_logits(video: str | os.PathLike, scorers: list[_SnippetScorer], settings: VideoSettings, rate: float,
@@ -135,9 +145,7 @@ def _snippet_logits(video: str | os.PathLike, scorers: list[_SnippetScorer], set
             reader.check_complete()
         except VideoError as err:
             raise DataError(f"cannot read video {video}: {err}") from None
-    for scorer in scorers:
-        scorer.flush()
-    return [s.snippet_logits() for s in scorers], reader.decoded, fps
+    return [s.take_logits() for s in scorers], reader.decoded, fps
 
 
 # --- integration -------------------------------------------------------------------------------
