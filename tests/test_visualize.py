@@ -38,9 +38,9 @@ def test_the_drawn_input_is_scored_as_its_class(modality):
     for index, drawing in enumerate(drawings):
         assert drawing.top[0][0] == f"class{index}", drawing.top
         assert drawing.probability > min(drawing.start_probability, 0.99), drawing
+        assert drawing.pixels.shape[-1] == len(PATTERNS[modality][0])
     # At least one class starts far from the top and climbs a long way.
     assert max(d.probability - d.start_probability for d in drawings) > 0.5
-        assert drawing.pixels.shape[-1] == len(PATTERNS[modality][0])
 
 
 def test_same_seed_same_picture_and_another_seed_another():
