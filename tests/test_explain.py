@@ -53,6 +53,7 @@ def test_gradcam_peaks_where_the_decision_is_made():
         assert max(means, key=means.get) == quadrant, snippet.round(2)
 
 
+@pytest.mark.slow
 def test_explain_cli_on_a_video_with_two_streams(tmp_path, capsys):
     from tests.probe import colour_inputs, conversion_root, save_run
     from tsn_keras.pictures import input_scale

@@ -79,6 +79,7 @@ def test_untrimmed_finds_each_class_where_it_is_shown(colour_run, tmp_path, caps
     assert (out / "untrimmed.png").stat().st_size > 0 and (out / "untrimmed.svg").is_file()
 
 
+@pytest.mark.slow
 def test_untrimmed_memory_does_not_grow_with_the_video(colour_run, tmp_path):
     """Python-side peak (tracemalloc: NumPy frames and buffers included) on a 10x longer video.
 

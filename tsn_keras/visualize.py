@@ -121,8 +121,10 @@ def draw_classes(model: TSN, class_indices: list[int], config: DrawConfig | None
                  progress: bool = True, desc: str = "visualize") -> list[Drawing]:
     """Class visualisations of a TSN, one per class index, all drawn together in one batch.
 
-    Each picture starts from its own noise, seeded by ``(config.seed, class index)``, so a
-    class's picture does not depend on which other classes are drawn with it.
+    Each picture starts from its own noise, seeded by ``(config.seed, class index)``; the jitter
+    is seeded by ``config.seed``. The same call gives the same pictures; drawn in another batch,
+    a picture may differ slightly (the backend's arithmetic depends on the batch size, and
+    gradient ascent amplifies the differences).
 
     Args:
         model: a TSN (any modality; its input protocol says how pixels become input).
