@@ -11,7 +11,9 @@ One command does everything, and every number in ``docs/RESULTS.md`` is printed 
 3. tests each model on the test split with the 25-snippet protocol (10 crops for the modality
    rows, 1 crop for the ablations) and fuses the streams;
 4. runs the benchmarks (input pipeline, conversion, folding, backbones) and ``tsn demo``;
-5. writes the tables, the plots (``docs/results/``) and the comparison with the paper.
+5. writes the tables, the plots (``docs/results/``) and the comparison with the paper;
+6. draws what the models look for (``tsn visualize``, Fig. 3) and one ``tsn explain`` on a test
+   clip (``benchmarks/results_explain.py``).
 
 Finished steps are kept under ``--work`` (git-ignored ``results/``) and reused when the script
 is run again with the same code, so an interrupted run resumes; ``--fresh`` starts over.
@@ -28,6 +30,9 @@ import platform
 import shutil
 import time
 from pathlib import Path
+
+from benchmarks.results_explain import look_inside
+from benchmarks.results_explain import section as look_section
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -178,6 +183,8 @@ def write_document(path: Path, work: Path, data: dict, runs: dict, fused: dict, 
     import tensorflow as tf
 
     plots = _plots(work, path.parent / "results", runs, fused)
+    clip = SHARED_DATA / "UCF-101" / "Archery" / "v_Archery_g01_c01.avi"  # group 1: in the test list of split 1
+    look = look_inside(work, path.parent / "results", runs, clip, list(data["classes"])[:4], quick=quick)
     rgb, flow, diff, k1 = runs["rgb"], runs["flow"], runs["rgb_diff"], runs["rgb_k1"]
     top1 = {name: run["evaluations"]["1"]["top1"] for name, run in runs.items()}
     top1_10 = {name: runs[name]["evaluations"]["10"]["top1"] for name in ("rgb", "flow", "rgb_diff")}
@@ -318,6 +325,7 @@ def write_document(path: Path, work: Path, data: dict, runs: dict, fused: dict, 
         "",
         f"![TSN sampling]({plots['sampling']})",
         "",
+        *look_section(look),
     ]
     lines += pretrained_section(*pretrained)
     if demo:

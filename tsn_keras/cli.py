@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fuse": ("tsn_keras.commands.fuse", "fuse the scores of several streams with weights"),
     "export": ("tsn_keras.commands.export", "export a trained model as a SavedModel for serving"),
     "predict": ("tsn_keras.commands.predict", "top-5 classes for a video file"),
+    "explain": ("tsn_keras.commands.explain", "Grad-CAM over a video's sampled snippets and its class scores along time"),
+    "visualize": ("tsn_keras.commands.visualize", "what a model looks for: class pictures drawn from noise (Fig. 3)"),
     "plot": ("tsn_keras.commands.plot", "loss/accuracy curves, confusion matrix and sampled frames as PNG/SVG"),
     "convert-weights": (
         "tsn_keras.commands.convert_weights",

@@ -55,29 +55,32 @@ def _consensus_mode(model) -> str:
         raise DataError(f"model {model.name!r} is not a TSN: it has no {CONSENSUS_LAYER!r} layer") from None
 
 
-def video_scorer(model, num_crops: int, num_snippets: int):
+def video_scorer(model, num_crops: int, num_snippets: int, *, reduce_retracing: bool = True):
     """A ``tf.function`` mapping test views ``[B, crops*T, H, W, C]`` (crop-major) to video logits ``[B, classes]``.
 
     Reducing consensuses: mean of the per-snippet logits over all crops and snippets.
     Feature heads: the model on each crop's T snippets, then the mean of the crop logits.
+
+    ``reduce_retracing`` lets one trace serve batches of any size (an evaluation's last batch).
+    Callers that always pass one shape should turn it off: TensorFlow 2.21's relaxed-shape
+    dispatch keeps a little Python state per call (~20 bytes, measured with tracemalloc), which
+    adds up over the thousands of calls of a long untrimmed video.
     """
     if _consensus_mode(model) in FEATURE_MODES:
 
-        @tf.function(reduce_retracing=True)
         def score(views):
             shape = tf.shape(views)
             crops = tf.reshape(views, tf.concat([[shape[0] * num_crops, num_snippets], shape[2:]], axis=0))
             crop_logits = model(crops, training=False)
             return average_logits(tf.reshape(crop_logits, [shape[0], num_crops, -1]))
 
-        return score
+        return tf.function(score, reduce_retracing=reduce_retracing)
     per_snippet = snippet_model(model)
 
-    @tf.function(reduce_retracing=True)
     def score(views):
         return average_logits(per_snippet(views, training=False))
 
-    return score
+    return tf.function(score, reduce_retracing=reduce_retracing)
 
 
 def score_dataset(model, dataset, *, num_crops: int, num_snippets: int, total: int | None = None,
