@@ -184,7 +184,8 @@ def write_document(path: Path, work: Path, data: dict, runs: dict, fused: dict, 
 
     plots = _plots(work, path.parent / "results", runs, fused)
     clip = SHARED_DATA / "UCF-101" / "Archery" / "v_Archery_g01_c01.avi"  # group 1: in the test list of split 1
-    look = look_inside(work, path.parent / "results", runs, clip, list(data["classes"])[:4], quick=quick)
+    look = look_inside(work, path.parent / "results", {**runs, **pretrained[0]}, clip, list(data["classes"])[:4],
+                       quick=quick)
     rgb, flow, diff, k1 = runs["rgb"], runs["flow"], runs["rgb_diff"], runs["rgb_k1"]
     top1 = {name: run["evaluations"]["1"]["top1"] for name, run in runs.items()}
     top1_10 = {name: runs[name]["evaluations"]["10"]["top1"] for name in ("rgb", "flow", "rgb_diff")}

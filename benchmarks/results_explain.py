@@ -4,9 +4,10 @@ Kept apart from ``results.py`` (which trains and tests) because it only reads th
 step wrote. Given the finished runs (``{name: record}`` with ``run_dir``), it draws:
 
 - a grid of class visualisations (``tsn visualize``) for 2-4 classes, one row per run that
-  exists among the paper's three settings: without TSN (K = 1, ``rgb_k1``), with TSN (``rgb``,
-  ``flow``); the paper's middle row, "pre-trained only", needs ImageNet weights, which these
-  CPU runs do not have, and is listed as missing;
+  exists among the paper's three settings, with EfficientNet-Lite0 (``results_pretrained``):
+  without pre-training (``pt_rgb_scratch``, ``pt_flow_scratch``), pre-trained only (ImageNet,
+  no TSN: a single snippet, ``pt_rgb_k1``) and TSN (``pt_rgb``, ``pt_flow``); a setting whose
+  run does not exist is listed as missing;
 - one ``tsn explain`` figure (Grad-CAM over the snippets, and the timeline) on a real test clip;
 
 each with the command line that makes it, into ``docs/results/`` as PNGs small enough to keep in
@@ -24,12 +25,11 @@ from pathlib import Path
 
 # Rows of the grid: (run name in results.py, the paper's setting it stands for).
 SETTINGS = (
-    ("rgb_k1", "RGB, no TSN (K = 1), from scratch"),
-    ("rgb_pretrained", "RGB, pre-trained only"),
-    ("rgb", "RGB, TSN (K = 3), from scratch"),
-    ("flow_k1", "flow, no TSN (K = 1), from scratch"),
-    ("flow_pretrained", "flow, pre-trained only"),
-    ("flow", "flow, TSN (K = 3), from scratch"),
+    ("pt_rgb_scratch", "RGB, without pre-training"),
+    ("pt_rgb_k1", "RGB, pre-trained only (ImageNet, K = 1)"),
+    ("pt_rgb", "RGB, TSN (ImageNet, K = 3)"),
+    ("pt_flow_scratch", "flow, without pre-training"),
+    ("pt_flow", "flow, TSN (cross-modality, K = 3)"),
 )
 MAX_FIGURE_BYTES = 300_000
 
@@ -84,10 +84,10 @@ def look_inside(work: Path, out_dir: Path, runs: dict[str, dict], clip: Path, cl
             "probabilities": {entry["label"]: {p["class"]: round(p["probability"], 3) for p in entry["pictures"]}
                               for entry in result["runs"]},
         }
-    if "rgb" in runs:
+    if "pt_rgb" in runs:
         look = work / "look" / "explain"
-        flow = runs.get("flow", {}).get("run_dir")
-        result = explain_video(clip, runs["rgb"]["run_dir"], flow_model=flow, out_dir=look, formats=("png",))
+        flow = runs.get("pt_flow", {}).get("run_dir")
+        result = explain_video(clip, runs["pt_rgb"]["run_dir"], flow_model=flow, out_dir=look, formats=("png",))
         figures = {}
         for name in ("rgb_gradcam", "flow_gradcam", "timeline"):
             if (look / f"{name}.png").is_file():
@@ -97,7 +97,7 @@ def look_inside(work: Path, out_dir: Path, runs: dict[str, dict], clip: Path, cl
         record["explain"] = {
             "figures": figures, "clip": clip.name, "class": result["class"],
             "fused_probability": result["fused"]["probability"],
-            "command": f"tsn explain {clip} --model {runs['rgb']['run_dir']}"
+            "command": f"tsn explain {clip} --model {runs['pt_rgb']['run_dir']}"
                        + (f" --flow-model {flow}" if flow else "") + f" --out {look}",
         }
     record_path.write_text(json.dumps(record, indent=2) + "\n")

@@ -18,7 +18,7 @@ def test_look_inside_draws_the_grid_and_explains_a_real_clip(shared_data, tmp_pa
 
     root = conversion_root(tmp_path / "data", CLASSES, frame_size=(170, 128))
     runs = {}
-    for name, modality in (("rgb", "rgb"), ("rgb_k1", "rgb"), ("flow", "flow")):
+    for name, modality in (("pt_rgb", "rgb"), ("pt_rgb_k1", "rgb"), ("pt_flow", "flow")):
         keras.utils.set_random_seed(len(runs))
         model = build_tsn(4, modality, backbone="tiny", input_size=32, class_names=CLASSES)
         runs[name] = {"run_dir": str(save_run(tmp_path / "runs" / name, model, root, num_snippets=5))}
@@ -26,13 +26,13 @@ def test_look_inside_draws_the_grid_and_explains_a_real_clip(shared_data, tmp_pa
     work, out = tmp_path / "work", tmp_path / "docs" / "results"
     record = look_inside(work, out, runs, clip, CLASSES[:2], quick=True)
 
-    assert record["visualize"]["rows"] == ["RGB, no TSN (K = 1), from scratch", "RGB, TSN (K = 3), from scratch",
-                                           "flow, TSN (K = 3), from scratch"]
-    assert "RGB, pre-trained only" in record["missing"] and "flow, pre-trained only" in record["missing"]
-    assert record["visualize"]["command"].startswith(f"tsn visualize {runs['rgb_k1']['run_dir']} --classes "
+    assert record["visualize"]["rows"] == ["RGB, pre-trained only (ImageNet, K = 1)", "RGB, TSN (ImageNet, K = 3)",
+                                           "flow, TSN (cross-modality, K = 3)"]
+    assert record["missing"] == ["RGB, without pre-training", "flow, without pre-training"]
+    assert record["visualize"]["command"].startswith(f"tsn visualize {runs['pt_rgb_k1']['run_dir']} --classes "
                                                      "Archery,BasketballDunk")
     assert set(record["explain"]["figures"]) == {"rgb_gradcam", "flow_gradcam", "timeline"}
-    assert f"--flow-model {runs['flow']['run_dir']}" in record["explain"]["command"]
+    assert f"--flow-model {runs['pt_flow']['run_dir']}" in record["explain"]["command"]
     figures = sorted(out.glob("*.png"))
     assert [f.name for f in figures] == ["explain_flow_gradcam.png", "explain_rgb_gradcam.png",
                                          "explain_timeline.png", "visualization.png"]
