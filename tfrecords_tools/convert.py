@@ -213,7 +213,8 @@ def convert_dataset(source: str | os.PathLike, out: str | os.PathLike, *, format
     }
     order = _write_order(plan, seed)
     out = Path(out)
-    journal = Journal.open(out, {"options": options, "inputs": _fingerprint(plan.classes, order)}, overwrite)
+    journal = Journal.open(out, {"options": options, "inputs": _fingerprint(plan.classes, order),
+                                 "splits": list(order)}, overwrite)
     starts = {name: journal.done(name) for name in order}
     total = sum(len(entries) - starts[name][0] for name, entries in order.items())
     target_bytes = int(shard_size_mb * 1024 * 1024)
@@ -242,11 +243,15 @@ def convert_dataset(source: str | os.PathLike, out: str | os.PathLike, *, format
     except BaseException:
         if current is not None:
             current.abort()
+        journal.close()
         raise
     finally:
         bar.close()
     manifest = build_manifest(plan, order, journal.chunks, options, settings)
-    write_manifest(out, manifest)
+    try:
+        write_manifest(out, manifest)
+    finally:
+        journal.close()
     error = strict_error(manifest, out)
     if strict and error is not None:
         raise error
