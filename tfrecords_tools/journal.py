@@ -106,7 +106,7 @@ def _remove_outputs(out: Path, splits: set[str]) -> None:
         folder = _inside(out, split)
         if folder is None or not folder.is_dir():
             continue
-        pattern = re.compile(rf"{re.escape(split)}-\d{{5}}{re.escape(SHARD_SUFFIX)}(\.index)?\.tmp")
+        pattern = re.compile(rf"\.?{re.escape(split)}-\d{{5}}{re.escape(SHARD_SUFFIX)}(\.index)?\.tmp(-\d+\.index)?")
         targets.update(p for p in folder.iterdir() if pattern.fullmatch(p.name) and not p.is_symlink())
     for path in sorted(targets):
         if path.is_file() and not path.is_symlink():

@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,10 +122,30 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to; renamed onto ``path`` when the block succeeds.
+
+    Every file a command finishes (shard indexes, manifests, checkpoints, models, score files)
+    is written this way, so a kill or a full disk leaves either the previous file or the new
+    one, never a partial file under the final name. The temporary name keeps the final suffix
+    (Keras insists on ``.weights.h5`` and ``.keras``) and is removed when the block fails.
+    """
+    path = Path(path)
+    suffix = ".weights.h5" if path.name.endswith(".weights.h5") else path.suffix
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    """Write ``data`` to ``path`` through :func:`atomic_path`."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 class ShardWriter:

@@ -5,6 +5,6 @@ same three classes, so the CLI catches one ``TSNError`` for both. They are defin
 ``tfrecords_tools.errors``, because nothing in that package may import ``tsn_keras``.
 """
 
-from tfrecords_tools.errors import ConfigError, DataError, TSNError
+from tfrecords_tools.errors import ConfigError, DataError, TSNError, environment_error_message, is_disk_full
 
-__all__ = ["ConfigError", "DataError", "TSNError"]
+__all__ = ["ConfigError", "DataError", "TSNError", "environment_error_message", "is_disk_full"]

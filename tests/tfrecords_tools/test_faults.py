@@ -3,7 +3,6 @@ two runs into one folder, output folders that cannot be written, a full disk."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tfrecords_tools.conftest import panning_frames, write_video
+from tests.tfrecords_tools.conftest import panning_frames, shard_bytes, write_video
 from tfrecords_tools.convert import convert_dataset
 from tfrecords_tools.journal import JOURNAL_NAME, lock_folder
 from tfrecords_tools.manifest import load_manifest
@@ -123,3 +122,30 @@ def test_output_folder_that_cannot_be_made_is_one_line(tiny_videos, tmp_path, ca
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err and str(blocker) in err
     assert blocker.read_text() == "a file"
+
+
+def _cli_convert(source: Path, out: Path) -> int:
+    return tsn(["convert", str(source), str(out), "--frame-size", "32x24", "--shard-size-mb", "0.001",
+                "--workers", "1", "--no-progress"])
+
+
+def test_disk_full_is_one_line_and_the_conversion_resumes_to_the_same_bytes(tiny_videos, small_fs, capsys, tmp_path):
+    fs = small_fs("12k")  # room for the journal and a shard or two, not for all four
+    out = fs / "out"
+    assert _cli_convert(tiny_videos, out) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no space left" in err and "Traceback" not in err
+    assert not [p for p in out.rglob("*") if ".tmp" in p.name], "a partial file was left behind"
+    small_fs.remount(fs, size="4m")
+    assert _cli_convert(tiny_videos, out) == 0
+    reference = _convert(tiny_videos, tmp_path / "reference")
+    assert shard_bytes(out) == shard_bytes(tmp_path / "reference")
+    assert load_manifest(out)["splits"] == reference["splits"]
+
+
+def test_read_only_output_is_one_line(tiny_videos, small_fs, capsys):
+    fs = small_fs("1m")
+    small_fs.remount(fs, readonly=True)
+    assert _cli_convert(tiny_videos, fs / "out") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Read-only file system" in err
