@@ -14,7 +14,7 @@ import importlib
 import os
 import sys
 
-from tsn_keras.errors import TSNError, environment_error_message
+from tsn_keras.errors import TSNError, environment_error_message, input_error_message
 from tsn_keras.version import __version__
 
 # name -> (module, one-line help). Order is the order of a typical workflow.
@@ -79,8 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tsn {command}: error: {err}", file=sys.stderr)
         return 2
     except Exception as err:
-        # A full disk, a read-only file system, a file where a folder should be: the user's to fix.
-        message = environment_error_message(err)
+        # A full disk, a read-only file system, a file where a folder should be, a corrupt clip
+        # named by the input pipeline: the user's to fix.
+        message = environment_error_message(err) or input_error_message(err)
         if message is None:
             raise
         print(f"tsn {command}: error: {message}", file=sys.stderr)

@@ -28,7 +28,7 @@ from tsn_keras.data import failures, reader
 from tsn_keras.data.clips import ClipSpec
 from tsn_keras.data.failures import CorruptCounter
 from tsn_keras.data.reader import parse_video
-from tsn_keras.errors import ConfigError
+from tsn_keras.errors import ConfigError, DataError
 from tsn_keras.vocab import READ_MODES, check_choice
 
 __all__ = ["ClipSpec", "CorruptCounter", "count_videos", "dataset_from_config", "make_dataset", "test_views"]
@@ -97,6 +97,12 @@ def make_dataset(source, clip: ClipSpec, *, split: str | None = None, batch_size
         if missing:
             raise ConfigError(f"modality {spec.modality!r} needs {missing[0]!r} frames, but {source} stores only "
                               f"{', '.join(manifest['stored_keys'])}")
+    short = reader.short_shards(paths, manifest, split)
+    if short and counter is None:
+        raise DataError(f"{short[0]}{f' (and {len(short) - 1} more)' if len(short) > 1 else ''}; convert the "
+                        "dataset again, or set data.skip_corrupt: true (skip_corrupt=True) to skip its lost videos")
+    for problem in short:
+        failures.log.warning("%s: its unreadable videos will be skipped", problem)
     indexed = all(reader.has_local_index(p) for p in paths)
     if read_mode == "index" and not indexed:
         bad = next(p for p in paths if not reader.has_local_index(p))
