@@ -10,14 +10,17 @@ backup, and the best checkpoint is compared against the best value of the kept e
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
 import os
 from pathlib import Path
 
 import keras
+import numpy as np
 from keras import ops
 
+from tfrecords_tools.shards import atomic_write_bytes
 from tsn_keras.history import columns as history_columns
 from tsn_keras.history import read_rows
 from tsn_keras.optimization import lr_at
@@ -216,3 +219,53 @@ class TensorBoardScalars(keras.callbacks.Callback):
         for writer in self._writers.values():
             writer.close()
         self._writers = {}
+
+
+class RandomStateBackup(keras.callbacks.Callback):
+    """The model's random-number state (dropout's seed generators) saved beside the backup.
+
+    ``BackupAndRestore`` saves weights and the optimiser, not the seed generators' states
+    (``save_weights`` leaves them out), so a resumed run would draw other dropout masks than
+    an uninterrupted one. This writes the states at the end of every epoch, keyed by epoch
+    (a kill between this write and the backup leaves the previous epoch's states usable),
+    and puts back those of the epoch the backup restores.
+
+    Args:
+        backup_dir: the ``BackupAndRestore`` folder (deleted with it when the run finishes).
+        start_epoch: the epoch the run continues from (0 for a new run).
+    """
+
+    NAME = "random_state.json"
+
+    def __init__(self, backup_dir: str | os.PathLike, start_epoch: int):
+        super().__init__()
+        self.path = Path(backup_dir) / self.NAME
+        self.start_epoch = int(start_epoch)
+
+    def _states(self) -> list:
+        return [v for v in self.model.variables if "seed_generator" in v.path]
+
+    def _read(self) -> dict:
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def on_train_begin(self, logs=None):
+        if not self.start_epoch:
+            return
+        saved = self._read().get(str(self.start_epoch - 1))
+        states = self._states()
+        if saved is None or len(saved) != len(states):
+            log.warning("no random state saved for epoch %d: dropout draws other masks than an uninterrupted "
+                        "run would", self.start_epoch)
+            return
+        for variable, value in zip(states, saved):
+            variable.assign(np.asarray(value, dtype=variable.dtype))
+
+    def on_epoch_end(self, epoch, logs=None):
+        saved = self._read()
+        saved[str(epoch)] = [ops.convert_to_numpy(v).tolist() for v in self._states()]
+        kept = {key: saved[key] for key in sorted(saved, key=int)[-2:]}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.path, json.dumps(kept).encode())

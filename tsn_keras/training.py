@@ -170,9 +170,10 @@ def _fit(config: Config, data: DataSummary, plan: Plan, strategy, run: Path, ver
              t.max_iterations, t.batch_size, plan.replicas, plan.micro_batch_size, plan.iteration_size,
              plan.iterations_per_epoch, plan.epochs)
 
-    # A resumed run samples other clips than the first epochs did (same recipe seed otherwise).
+    # A resumed run continues the data stream where the backed-up epoch ended (same clips,
+    # same augmentation), so that it ends with the weights of an uninterrupted run.
     start_epoch = _backed_up_epoch(out / "backup")
-    train_data, val_data = _datasets(config, plan, strategy, seed=t.seed + 1009 * start_epoch)
+    train_data, val_data = _datasets(config, plan, strategy, start_epoch)
     keras.utils.set_random_seed(t.seed)  # the model's initial weights
     with strategy.scope():
         model = build_tsn(
@@ -203,6 +204,7 @@ def _fit(config: Config, data: DataSummary, plan: Plan, strategy, run: Path, ver
         keras.callbacks.ModelCheckpoint(out / "checkpoints" / "last.weights.h5", save_weights_only=True),
         cb.TensorBoardScalars(out / "tensorboard"),
         # After the history, so that an epoch is never backed up without its history row.
+        cb.RandomStateBackup(out / "backup", start_epoch),
         keras.callbacks.BackupAndRestore(str(out / "backup"), double_checkpoint=True),
         *extra_callbacks,
     ]
@@ -234,15 +236,21 @@ def _fit(config: Config, data: DataSummary, plan: Plan, strategy, run: Path, ver
     return TrainResult(run, model_path, history_columns(history.rows))
 
 
-def _datasets(config: Config, plan: Plan, strategy, seed: int):
-    """Per-replica train (repeated) and validation datasets through ``distribute_datasets_from_function``."""
+def _datasets(config: Config, plan: Plan, strategy, start_epoch: int = 0):
+    """Per-replica train (repeated) and validation datasets through ``distribute_datasets_from_function``.
+
+    The train stream begins after the clips ``start_epoch`` finished epochs consumed: each
+    input pipeline feeds ``replicas / pipelines`` replicas ``micro_batch_size`` clips per step.
+    """
     from tsn_keras.data.pipeline import dataset_from_config
 
-    d = config.data
+    d, seed = config.data, config.train.seed
 
     def train_fn(context):
+        per_pipeline = max(1, context.num_replicas_in_sync // max(1, context.num_input_pipelines))
+        start = start_epoch * plan.steps_per_epoch * plan.micro_batch_size * per_pipeline
         return dataset_from_config(d, "train", plan.micro_batch_size, d.normalization, seed=seed,
-                                   input_context=context, repeat=True)
+                                   input_context=context, repeat=True, start=start)
 
     train_data = strategy.distribute_datasets_from_function(train_fn)
     if d.val_split is None:

@@ -90,11 +90,12 @@ def expected_records(paths: list[str], manifest: dict | None, split: str | None)
     return counts
 
 
-def short_shards(paths: list[str], manifest: dict | None, split: str | None) -> list[str]:
-    """One line per local shard shorter than its manifest entry or its index says (truncated).
+def check_shard_sizes(paths: list[str], manifest: dict | None, split: str | None, skipping: bool) -> None:
+    """A ``DataError`` naming a local shard of another size than its manifest entry or index says.
 
     Free (one ``stat`` per shard): run before reading, so that a truncated shard is named
-    before training starts rather than in the middle of an epoch.
+    before training starts rather than in the middle of an epoch. When ``skipping`` corrupt
+    clips, a warning instead: the videos past the cut are skipped and counted.
     """
     listed = {}
     if manifest is not None and split is not None:
@@ -110,9 +111,14 @@ def short_shards(paths: list[str], manifest: dict | None, split: str | None) -> 
             expected = ShardIndex.load(index_path(local)).end()
         if expected is not None and size < expected:
             problems.append(f"shard {local} is truncated: {size} bytes of {expected}")
-        elif expected is not None and size != expected and local in listed:
+        elif expected is not None and size != expected and Path(local).name in listed:
             problems.append(f"shard {local} has {size} bytes, the manifest says {expected} (replaced or damaged)")
-    return problems
+    if problems and not skipping:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise DataError(f"{problems[0]}{more}; convert the dataset again, or set data.skip_corrupt: true "
+                        "(skip_corrupt=True) to skip its lost videos")
+    for problem in problems:
+        log.warning("%s: its unreadable videos will be skipped", problem)
 
 
 # --- calls from the graph into Python ----------------------------------------------------------
