@@ -20,7 +20,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfrecords_tools.shards import atomic_write_bytes
+from tfrecords_tools.shards import atomic_path, atomic_write_bytes
+from tsn_keras.checkpoints import AtomicModelCheckpoint
 from tsn_keras.history import columns as history_columns
 from tsn_keras.history import read_rows
 from tsn_keras.optimization import lr_at
@@ -117,12 +118,10 @@ class HistoryCSV(keras.callbacks.Callback):
         columns = [c for c in self.FIRST if any(c in r for r in self.rows)]
         for row in self.rows:
             columns += [key for key in row if key not in columns]
-        tmp = self.path.with_suffix(".csv.tmp")
-        with tmp.open("w", newline="") as handle:
+        with atomic_path(self.path) as tmp, tmp.open("w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns, restval="")
             writer.writeheader()
             writer.writerows(self.rows)
-        os.replace(tmp, self.path)
 
 
 class EpochLog(keras.callbacks.Callback):
@@ -135,7 +134,7 @@ class EpochLog(keras.callbacks.Callback):
         log.info("epoch %d: %s", epoch + 1, items)
 
 
-class ResumableCheckpoint(keras.callbacks.ModelCheckpoint):
+class ResumableCheckpoint(AtomicModelCheckpoint):
     """``ModelCheckpoint`` of the best epoch whose best survives a restart.
 
     On the first epoch of a resumed run, the best value is recovered from the history rows
@@ -148,7 +147,7 @@ class ResumableCheckpoint(keras.callbacks.ModelCheckpoint):
     """
 
     def __init__(self, filepath, history: HistoryCSV, monitor: str, mode: str):
-        super().__init__(filepath, monitor=monitor, mode=mode, save_best_only=True, save_weights_only=True, verbose=0)
+        super().__init__(filepath, monitor=monitor, mode=mode, save_best_only=True, verbose=0)
         self.history = history
         self._started = False
 

@@ -14,7 +14,7 @@ import importlib
 import os
 import sys
 
-from tsn_keras.errors import TSNError, environment_error_message, input_error_message
+from tsn_keras.errors import TSNError, environment_error_message, input_error_message, is_disk_full
 from tsn_keras.version import __version__
 
 # name -> (module, one-line help). Order is the order of a typical workflow.
@@ -85,6 +85,12 @@ def main(argv: list[str] | None = None) -> int:
         if message is None:
             raise
         print(f"tsn {command}: error: {message}", file=sys.stderr)
+        if is_disk_full(err) and "h5py" in sys.modules:
+            # h5py crashes the interpreter at exit (segmentation fault) when it deallocates a
+            # file whose writes failed; every file that matters is already complete or untouched.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(2)
         return 2
     except KeyboardInterrupt:
         print(f"tsn {command}: interrupted", file=sys.stderr)

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from tfrecords_tools.shards import atomic_path, atomic_write_bytes
 from tsn_keras.errors import ConfigError, DataError
 
 SCORES_NAME = "scores.npz"
@@ -69,8 +70,9 @@ class Scores:
     def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, video_ids=self.video_ids, labels=self.labels, logits=self.logits,
-                 class_names=np.asarray(self.class_names, dtype=str), modality=np.asarray(self.modality))
+        with atomic_path(path) as tmp:  # never a partial score file under the final name
+            np.savez(tmp, video_ids=self.video_ids, labels=self.labels, logits=self.logits,
+                     class_names=np.asarray(self.class_names, dtype=str), modality=np.asarray(self.modality))
         return path
 
     @classmethod
@@ -150,7 +152,7 @@ def compute_metrics(logits: np.ndarray, labels: np.ndarray, class_names: list[st
 def write_metrics(metrics: dict[str, Any], path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
+    atomic_write_bytes(path, (json.dumps(metrics, indent=2, allow_nan=False) + "\n").encode())
     return path
 
 

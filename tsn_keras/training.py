@@ -151,6 +151,7 @@ def _fit(config: Config, data: DataSummary, plan: Plan, strategy, run: Path, ver
     import tensorflow as tf
 
     from tsn_keras import callbacks as cb
+    from tsn_keras.checkpoints import AtomicBackupAndRestore, AtomicModelCheckpoint
     from tsn_keras.distribute import describe, fit_under_multi_worker, is_chief, task_name
     from tsn_keras.models.tsn import build_tsn
     from tsn_keras.optimization import make_optimizer
@@ -201,11 +202,11 @@ def _fit(config: Config, data: DataSummary, plan: Plan, strategy, run: Path, ver
         history,
         cb.EpochLog(),
         cb.ResumableCheckpoint(out / "checkpoints" / "best.weights.h5", history, monitor, mode),
-        keras.callbacks.ModelCheckpoint(out / "checkpoints" / "last.weights.h5", save_weights_only=True),
+        AtomicModelCheckpoint(out / "checkpoints" / "last.weights.h5"),
         cb.TensorBoardScalars(out / "tensorboard"),
         # After the history, so that an epoch is never backed up without its history row.
         cb.RandomStateBackup(out / "backup", start_epoch),
-        keras.callbacks.BackupAndRestore(str(out / "backup"), double_checkpoint=True),
+        AtomicBackupAndRestore(str(out / "backup"), double_checkpoint=True),
         *extra_callbacks,
     ]
     started = time.perf_counter()
@@ -265,10 +266,12 @@ def _datasets(config: Config, plan: Plan, strategy, start_epoch: int = 0):
 
 def _save_inference_model(model, path: Path) -> None:
     """Save ``model`` without its compile state, so loading it needs no optimiser class."""
+    from tsn_keras.checkpoints import save_model_atomically
+
     # clone_model would copy the compile state too; from_config rebuilds the architecture only.
     clone = type(model).from_config(model.get_config())
     clone.set_weights(model.get_weights())
-    clone.save(path)
+    save_model_atomically(clone, path)
 
 
 def _prepare_run_dir(config: Config, run_dir, resume: bool) -> Path:
