@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,10 @@ class Scores:
                 f"inconsistent scores: {n} video ids, labels {self.labels.shape}, logits {self.logits.shape}, "
                 f"{len(self.class_names)} classes (logits must be [videos, classes])"
             )
+        if not np.isfinite(self.logits).all():
+            bad = int(np.sum(~np.isfinite(self.logits).all(axis=1)))
+            raise DataError(f"scores of {bad} video(s) are NaN or infinite (a model that diverged?); "
+                            "they cannot be ranked or fused")
 
     def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)
@@ -88,8 +93,8 @@ class Scores:
                     raise DataError(f"{path} is not a score file: missing {', '.join(missing)} "
                                     f"(a score file holds {', '.join(SCORE_KEYS)})")
                 values = {key: data[key] for key in SCORE_KEYS}
-        except (OSError, ValueError) as err:
-            raise DataError(f"cannot read score file {path}: {err}") from None
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            raise DataError(f"cannot read score file {path}: {err} (not a score file, or damaged)") from None
         try:
             return cls(values["video_ids"], values["labels"], values["logits"], list(values["class_names"]),
                        str(values["modality"]))
