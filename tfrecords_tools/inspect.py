@@ -57,7 +57,7 @@ def summarize(manifest: dict, root: str | os.PathLike = "") -> str:
             counts = list(manifest["splits"][s]["per_class"].values())
             lines.append(f"  {s}: {min(counts)}..{max(counts)} videos per class")
     for key, what in (("rejects", "rejected"), ("missing", "missing (listed, not on disk)"),
-                      ("truncated", "truncated but kept")):
+                      ("truncated", "kept with fewer frames than the file header declares")):
         items = manifest.get(key, [])
         lines.append(f"  {len(items)} {what}")
         for item in items[:5]:

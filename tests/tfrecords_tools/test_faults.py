@@ -149,3 +149,12 @@ def test_read_only_output_is_one_line(tiny_videos, small_fs, capsys):
     assert _cli_convert(tiny_videos, fs / "out") == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Read-only file system" in err
+
+
+def test_a_header_that_over_counts_is_reported_with_how_much_and_why_it_is_harmless():
+    from tfrecords_tools.convert import truncation_note
+
+    # Every JHMDB clip: the AVI header declares 48 frames, 40 decode.
+    note = truncation_note([{"path": f"a/{i}.avi", "split": "train", "decoded": 40, "declared": 48} for i in range(3)])
+    assert note.startswith("3 kept with fewer frames than their file header declares (24 frames in all")
+    assert "at least 83%" in note and "harmless" in note
