@@ -74,5 +74,23 @@ def test_disk_full_during_training_is_one_line_and_the_run_resumes(tiny_shards, 
     assert (run / "model.keras").is_file()
 
 
+@pytest.mark.slow
+def test_the_plan_and_an_eta_are_on_the_console_and_redirected_output_has_no_progress_bar(tiny_shards, tmp_path,
+                                                                                           capsys):
+    from tests.test_training import tiny_config
+    from tsn_keras.cli import main as tsn
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(tiny_config(tiny_shards, train={"max_iterations": 6}).to_yaml())
+    assert tsn(["train", "--config", str(recipe), "--run-dir", str(tmp_path / "run")]) == 0  # --verbose auto
+    out = capsys.readouterr().out  # not a terminal here
+    assert "\x1b" not in out and "\r" not in out and "━" not in out
+    head = out.splitlines()[:4]
+    assert head[0].startswith("run folder ") and "16 training videos, 8 validation videos" in head[2]
+    assert "iterations: 6 of 8 clips" in head[3] and "3 epochs" in head[3]
+    assert "s per iteration: about" in out and "left for" in out
+    assert sum(line.startswith("Epoch ") for line in out.splitlines()) == 3
+
+
 if __name__ == "__main__":
     main(sys.argv[1:])

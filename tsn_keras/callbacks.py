@@ -268,3 +268,50 @@ class RandomStateBackup(keras.callbacks.Callback):
         kept = {key: saved[key] for key in sorted(saved, key=int)[-2:]}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(self.path, json.dumps(kept).encode())
+
+
+class EtaNotice(keras.callbacks.Callback):
+    """One console line once the speed is measured: time per iteration and when the run should end.
+
+    The first update is left out (it includes tracing); the next ``measure`` updates are timed.
+    Validation passes are not in the estimate.
+
+    Args:
+        max_iterations: the recipe's ``train.max_iterations``.
+        measure: updates timed for the estimate.
+        print_fn: where the line goes (the console).
+    """
+
+    def __init__(self, max_iterations: int, measure: int = 3, print_fn=print):
+        super().__init__()
+        self.max_iterations, self.measure, self.print_fn = int(max_iterations), int(measure), print_fn
+        self._from: tuple[int, float] | None = None
+        self._done = False
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._done:
+            return
+        import time
+
+        updates, now = completed_updates(self.model), time.perf_counter()
+        if self._from is None:
+            self._from = (updates, now)  # after the first (traced) update
+            return
+        counted = updates - self._from[0]
+        if counted >= self.measure or updates >= self.max_iterations:
+            self._done = True
+            if counted <= 0:
+                return
+            per_update = (now - self._from[1]) / counted
+            left = max(self.max_iterations - updates, 0) * per_update
+            finish = time.strftime("%H:%M", time.localtime(time.time() + left))
+            self.print_fn(f"{per_update:.2f} s per iteration: about {_duration(left)} left for "
+                          f"{self.max_iterations - updates} iterations (ends ~{finish}, validation not counted)")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

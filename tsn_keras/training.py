@@ -36,11 +36,13 @@ import json
 import logging
 import math
 import shutil
+import sys
 import time
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from tfrecords_tools.shards import atomic_write_bytes
 from tsn_keras.checks import DataSummary, check_data
 from tsn_keras.config import Config, config_from_dict
 from tsn_keras.errors import ConfigError
@@ -122,6 +124,9 @@ def train(config: Config, run_dir=None, *, resume: bool = True, verbose="auto", 
         ConfigError, DataError: before any work, when the recipe or its data are not usable.
     """
     config = config_from_dict(config.to_dict())  # validates, and leaves the caller's object alone
+    if verbose == "auto":
+        # A progress bar only on a terminal: redirected, its escape codes filled logs (70 KB a run).
+        verbose = 1 if sys.stdout.isatty() else 2
     data = check_data(config)
     config = resolved(config)
 
@@ -159,17 +164,21 @@ def _fit(config: Config, data: DataSummary, plan: Plan, strategy, run: Path, ver
     chief = is_chief(strategy)
     out = run if chief else run / "workers" / task_name(strategy)  # non-chief tasks write scratch copies
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(config.to_yaml())
-    (out / "classes.json").write_text(json.dumps(data.classes, indent=1) + "\n")
+    atomic_write_bytes(out / "config.yaml", config.to_yaml().encode())
+    atomic_write_bytes(out / "classes.json", (json.dumps(data.classes, indent=1) + "\n").encode())
     _log_to(out / "train.log")
     t, d, m = config.train, config.data, config.model
-    log.info("run folder %s (%s)", run, "chief" if chief else task_name(strategy))
-    log.info("strategy: %s", describe(strategy))
-    log.info("%d training videos, %d validation videos, %d classes", data.train_videos, data.val_videos,
-             len(data.classes))
-    log.info("iterations: %d of %d clips = %d replica(s) x %d clips x %d micro-step(s); %d per epoch, %d epochs",
-             t.max_iterations, t.batch_size, plan.replicas, plan.micro_batch_size, plan.iteration_size,
-             plan.iterations_per_epoch, plan.epochs)
+    console = chief and verbose != 0
+    # The plan goes to train.log and, at the start, to the console.
+    for line in (f"run folder {run} ({'chief' if chief else task_name(strategy)})",
+                 f"strategy: {describe(strategy)}",
+                 f"{data.train_videos} training videos, {data.val_videos} validation videos, {len(data.classes)} classes",
+                 f"iterations: {t.max_iterations} of {t.batch_size} clips = {plan.replicas} replica(s) x "
+                 f"{plan.micro_batch_size} clips x {plan.iteration_size} micro-step(s); "
+                 f"{plan.iterations_per_epoch} per epoch, {plan.epochs} epochs"):
+        log.info("%s", line)
+        if console:
+            print(line, flush=True)
 
     # A resumed run continues the data stream where the backed-up epoch ended (same clips,
     # same augmentation), so that it ends with the weights of an uninterrupted run.
@@ -198,6 +207,7 @@ def _fit(config: Config, data: DataSummary, plan: Plan, strategy, run: Path, ver
     log.info("best checkpoint by %s (%s)", monitor, mode)
     run_callbacks = [
         cb.StopAtIteration(t.max_iterations),
+        *([cb.EtaNotice(t.max_iterations, print_fn=lambda text: print(text, flush=True))] if console else []),
         cb.IterationLogger(t.lr, t.lr_steps, t.lr_decay),
         history,
         cb.EpochLog(),
