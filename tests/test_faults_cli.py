@@ -92,3 +92,58 @@ def test_export_refuses_an_existing_export_and_a_file_as_out(tiny_shards, tmp_pa
     assert "is a file" in one_error_line(capsys, "export")
     assert tsn(["export", str(run), "--out", str(tmp_path / "file" / "under")]) == 2
     one_error_line(capsys, "export")
+
+
+def _big_video(path, side: int = 4096, frames: int = 8):
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, (side, side))
+    yy, xx = np.mgrid[0:side, 0:side]
+    for t in range(frames):
+        writer.write(np.stack([(xx // 16 + t) % 256, (yy // 16) % 256, np.full_like(xx, 128)], -1).astype(np.uint8))
+    writer.release()
+    return path
+
+
+@pytest.mark.slow
+def test_predict_on_a_4096_px_video_stays_within_a_memory_bound(tiny_shards, tmp_path):
+    import os
+    import resource
+    import shutil
+    import subprocess
+    import sys
+
+    # A conversion kept at original size: nothing would resize the frames but the bound.
+    root = tmp_path / "shards"
+    shutil.copytree(tiny_shards, root)
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["options"] = {"frame_size": None, "short_side": None, "jpeg_quality": 90}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    run = make_run(tmp_path / "run", root, history=False)
+    video = _big_video(tmp_path / "big.avi")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    done = subprocess.run([sys.executable, "-m", "tsn_keras.cli", "predict", str(video), "--model", str(run)],
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+    # 8.5 GB before the bound; ~1.3 GB with it (TensorFlow itself is ~0.8 GB).
+    assert before / 2**20 < 2.5 and peak_gb < 2.5, f"peak {peak_gb:.1f} GB"
+    assert "1. class" in done.stdout
+
+
+@pytest.mark.slow
+def test_the_jpeg_signature_refuses_frames_over_the_documented_size(tiny_shards, tmp_path):
+    import cv2
+    import tensorflow as tf
+
+    from tsn_keras.export import JPEG_SIGNATURE, MAX_FRAME_SIDE, export_saved_model
+
+    run = make_run(tmp_path / "run", tiny_shards, history=False)
+    export_saved_model(run, tmp_path / "export", num_snippets=2, num_crops=1)
+    serve = tf.saved_model.load(str(tmp_path / "export" / "saved_model")).signatures[JPEG_SIGNATURE]
+    small = cv2.imencode(".jpg", np.zeros((48, 64, 3), np.uint8))[1].tobytes()
+    assert serve(frames=tf.constant([small] * 3))["logits"].shape == (1, 4)
+    big = cv2.imencode(".jpg", np.zeros((2048, 2048, 3), np.uint8))[1].tobytes()  # ~60 KB
+    with pytest.raises(tf.errors.InvalidArgumentError, match=f"larger than {MAX_FRAME_SIDE} px"):
+        serve(frames=tf.constant([small, big, small]))
