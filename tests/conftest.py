@@ -43,3 +43,35 @@ def tiny_shards(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tiny_shards")
     write_shards(root, num_classes=4, videos_per_class={"train": 4, "val": 2, "test": 2}, num_frames=(12, 30))
     return root
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """``make(size) -> folder``: a tmpfs of ``size`` (e.g. ``"64k"``) mounted for this test, to fill up.
+
+    ``resize(folder, size)`` on the returned function remounts it with another size (to free
+    space, or to make it read-only with ``size=None, readonly=True``). Skips where mounting is
+    not permitted (not root, or no mount namespace).
+    """
+    import subprocess
+
+    mounted = []
+
+    def make(size: str) -> Path:
+        folder = tmp_path / f"fs{len(mounted)}"
+        folder.mkdir()
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a small file system to fill up: {result.stderr.strip() or 'mount failed'}")
+        mounted.append(folder)
+        return folder
+
+    def remount(folder: Path, size: str | None = None, readonly: bool = False) -> None:
+        options = ",".join(["remount", *([f"size={size}"] if size else []), "ro" if readonly else "rw"])
+        subprocess.run(["mount", "-o", options, str(folder)], check=True, capture_output=True)
+
+    make.remount = remount
+    yield make
+    for folder in reversed(mounted):
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)

@@ -332,18 +332,21 @@ def convert_dataset_beam(source: str | os.PathLike, out: str | os.PathLike, *,
     if overwrite and (out / WORK_DIR).is_dir():
         shutil.rmtree(out / WORK_DIR)
     journal = Journal.open(out, conversion.header, overwrite)
-    work = _work_folder(out, conversion.header)
-    starts = {name: journal.done(name) for name in conversion.order}
-    tasks = [_task(entry, conversion.plan.classes[entry.label], position)
-             for name, entries in conversion.order.items()
-             for position, entry in enumerate(entries) if position >= starts[name][0]]
-    if tasks:
-        _write_atomic(_join(work, "tasks.jsonl"), "".join(t + "\n" for t in tasks).encode())
-        _run_pipeline(flags, conversion, out, work, starts)
-    for name in conversion.order:
-        for chunk in _finished_chunks(work, name, starts[name][0]):
-            journal.append(chunk)
-    manifest = finish_conversion(out, conversion, journal.chunks, strict=False)
+    try:
+        work = _work_folder(out, conversion.header)
+        starts = {name: journal.done(name) for name in conversion.order}
+        tasks = [_task(entry, conversion.plan.classes[entry.label], position)
+                 for name, entries in conversion.order.items()
+                 for position, entry in enumerate(entries) if position >= starts[name][0]]
+        if tasks:
+            _write_atomic(_join(work, "tasks.jsonl"), "".join(t + "\n" for t in tasks).encode())
+            _run_pipeline(flags, conversion, out, work, starts)
+        for name in conversion.order:
+            for chunk in _finished_chunks(work, name, starts[name][0]):
+                journal.append(chunk)
+        manifest = finish_conversion(out, conversion, journal.chunks, strict=False)
+    finally:
+        journal.close()  # releases the folder's lock
     shutil.rmtree(work, ignore_errors=True)  # after the manifest: a crash before it leaves the work to reuse
     if (out / WORK_DIR).is_dir() and not any((out / WORK_DIR).iterdir()):
         (out / WORK_DIR).rmdir()

@@ -241,10 +241,14 @@ def convert_dataset(source: str | os.PathLike, out: str | os.PathLike, *, format
     except BaseException:
         if current is not None:
             current.abort()
+        journal.close()
         raise
     finally:
         bar.close()
-    return finish_conversion(out, conversion, journal.chunks, strict)
+    try:
+        return finish_conversion(out, conversion, journal.chunks, strict)
+    finally:
+        journal.close()  # releases the folder's lock
 
 
 @dataclass
@@ -260,7 +264,8 @@ class Conversion:
     @property
     def header(self) -> dict:
         """The journal header: a resumed run must match it."""
-        return {"options": self.options, "inputs": _fingerprint(self.plan.classes, self.order)}
+        return {"options": self.options, "inputs": _fingerprint(self.plan.classes, self.order),
+                "splits": list(self.order)}
 
 
 def plan_conversion(source: str | os.PathLike, *, format: str = "folder", split: int = 1,
@@ -372,10 +377,24 @@ def summary_line(manifest: dict, out: str | os.PathLike) -> str:
     line = (f"converted {videos} videos ({per_split}) into {shards} shards in {out}; "
             f"{len(manifest['rejects'])} rejected, {len(manifest['missing'])} missing")
     if manifest.get("truncated"):
-        line += f", {len(manifest['truncated'])} truncated but kept"
+        line += ", " + truncation_note(manifest["truncated"])
     if manifest["rejects"] or manifest["missing"] or manifest.get("truncated"):
         line += f" (details in {Path(out) / 'manifest.json'})"
     return line
+
+
+def truncation_note(truncated: list[dict]) -> str:
+    """What "truncated" means and how much: decoded vs declared frames of the videos kept.
+
+    AVI headers often declare more frames than the stream holds (every JHMDB clip declares
+    48 and decodes 40); such a video is complete as far as anyone can decode it, so the note
+    says how much is missing rather than sounding like damage.
+    """
+    shares = [t["decoded"] / t["declared"] for t in truncated if t.get("declared")]
+    missing = sum(t["declared"] - t["decoded"] for t in truncated if t.get("declared"))
+    low = min(shares) if shares else 1.0
+    return (f"{len(truncated)} kept with fewer frames than their file header declares ({missing} frames in all; "
+            f"at least {low:.0%} of the declared frames decoded; usually a header that over-counts, harmless)")
 
 
 def _library_version() -> str:

@@ -9,16 +9,13 @@ class folder). Nothing here decodes a video.
 from __future__ import annotations
 
 import os
-import re
-import zlib
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
 from tfrecords_tools.errors import ConfigError, DataError
 from tfrecords_tools.plan import DatasetPlan, VideoEntry
+from tfrecords_tools.splitting import carve_validation, hmdb_group, overlap_rejects, ucf_group
 
 FORMATS: tuple[str, ...] = ("ucf101", "hmdb51", "folder", "list", "kinetics")
 UCF_LISTS_DIR = "ucfTrainTestlist"
@@ -110,54 +107,6 @@ def _stem_ids(rels: list[str]) -> list[str]:
 
 
 # --- validation splits --------------------------------------------------------------------
-
-def _class_rng(seed: int, name: str) -> np.random.Generator:
-    return np.random.default_rng([seed, zlib.crc32(name.encode())])
-
-
-def carve_validation(entries: list[VideoEntry], classes: list[str], fraction: float, seed: int,
-                     group_of=None) -> tuple[list[VideoEntry], list[VideoEntry]]:
-    """Move a seeded ``fraction`` of each class from train to ``val``.
-
-    With ``group_of`` (video path -> group key), whole groups move, so that clips cut from the
-    same source video (UCF101's ``gXX``) never straddle train and val: that would leak.
-    Returns ``(train, val)``, each in the input order.
-    """
-    if fraction <= 0:
-        return entries, []
-    keys_of: dict[int, set] = {}
-    for e in entries:
-        keys_of.setdefault(e.label, set()).add(group_of(e.rel) if group_of else e.rel)
-    val_keys: set = set()
-    for label, name in enumerate(classes):
-        keys = sorted(keys_of.get(label, ()))
-        if not keys:
-            continue
-        count = round(fraction * len(keys))
-        if count == 0 and len(keys) > 1:
-            count = 1  # every class gets some validation clips
-        count = min(count, len(keys) - 1) if len(keys) > 1 else 0
-        chosen = _class_rng(seed, name).permutation(len(keys))[:count]
-        val_keys.update((label, keys[i]) for i in chosen)
-
-    def is_val(e: VideoEntry) -> bool:
-        return (e.label, group_of(e.rel) if group_of else e.rel) in val_keys
-
-    train = [e for e in entries if not is_val(e)]
-    val = [replace(e, split="val") for e in entries if is_val(e)]
-    return train, val
-
-
-def ucf_group(rel: str) -> str:
-    """The UCF101 group of a clip (``v_Archery_g01_c02.avi`` -> ``g01``)."""
-    match = re.search(r"_(g\d+)_c\d+", Path(rel).stem)
-    return match.group(1) if match else Path(rel).stem
-
-
-def hmdb_group(rel: str) -> str:
-    """The source movie of an HMDB51 clip: its name without the trailing clip number."""
-    return re.sub(r"_\d+$", "", Path(rel).stem)
-
 
 # --- the four formats ---------------------------------------------------------------------
 
@@ -305,7 +254,10 @@ def list_files(source: str | os.PathLike, lists: dict[str, str | os.PathLike],
     ids = iter(_stem_ids(all_rels))
     splits = {name: [VideoEntry(rel, rel, next(ids), label, name) for rel, label in rows]
               for name, rows in parsed.items()}
-    return _plan(classes, splits, root)
+    splits, repeated = overlap_rejects(splits)
+    plan = _plan(classes, splits, root)
+    plan.rejects.extend(repeated)
+    return plan
 
 
 def _plan(classes: list[str], listed: dict[str, list[VideoEntry]], root: Path) -> DatasetPlan:

@@ -18,7 +18,7 @@ import numpy as np
 
 from tfrecords_tools.errors import DataError
 from tfrecords_tools.flow import dequantize_flow, flow_to_color
-from tfrecords_tools.manifest import load_manifest
+from tfrecords_tools.manifest import load_manifest, shard_path
 from tfrecords_tools.shards import (
     RECORD_FOOTER_BYTES,
     RECORD_HEADER_BYTES,
@@ -57,7 +57,7 @@ def summarize(manifest: dict, root: str | os.PathLike = "") -> str:
             counts = list(manifest["splits"][s]["per_class"].values())
             lines.append(f"  {s}: {min(counts)}..{max(counts)} videos per class")
     for key, what in (("rejects", "rejected"), ("missing", "missing (listed, not on disk)"),
-                      ("truncated", "truncated but kept")):
+                      ("truncated", "kept with fewer frames than the file header declares")):
         items = manifest.get(key, [])
         lines.append(f"  {len(items)} {what}")
         for item in items[:5]:
@@ -93,7 +93,7 @@ def verify_shard(root: Path, shard: dict, manifest: dict) -> tuple[list[str], in
     """Problems found in one shard of the manifest, and the number of records read."""
     import tensorflow as tf
 
-    path = root / shard["file"]
+    path = shard_path(root, shard["file"])
     name = shard["file"]
     if not path.is_file():
         return [f"{name}: missing"], 0
@@ -141,7 +141,7 @@ def _verify_index(path: Path, name: str, records: list[bytes], parsed: list) -> 
         return [f"{name}: byte index {index_file.name} missing"]
     try:
         index = ShardIndex.load(index_file)
-    except (OSError, ValueError, KeyError) as err:
+    except DataError as err:
         return [f"{name}: byte index unreadable ({err})"]
     with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
         try:
@@ -204,7 +204,7 @@ def _videos(root: Path, manifest: dict) -> dict[str, list[dict]]:
     for name, split in manifest["splits"].items():
         videos[name] = []
         for shard in split["shards"]:
-            index = ShardIndex.load(index_path(root / shard["file"]))
+            index = ShardIndex.load(index_path(shard_path(root, shard["file"])))
             videos[name] += [{"id": str(v), "label": int(label), "frames": int(frames), "shard": shard["file"]}
                              for v, label, frames in zip(index.video_id, index.label, index.num_frames)]
     return videos

@@ -42,12 +42,25 @@ def load_manifest(root: str | os.PathLike) -> dict:
     return manifest
 
 
+def shard_path(root: str | os.PathLike, file: str) -> Path:
+    """``<root>/<file>`` for a shard listed in the manifest; a ``DataError`` when it points outside ``root``.
+
+    A manifest is data: an absolute path or ``..`` in it must not make a command read (or
+    ``--overwrite`` delete) files elsewhere.
+    """
+    relative = Path(str(file))
+    if relative.is_absolute() or ".." in relative.parts or not relative.parts:
+        raise DataError(f"{Path(root) / MANIFEST_NAME} lists shard {file!r} outside the dataset folder; "
+                        "shard paths must be relative to it (convert the dataset again)")
+    return Path(root) / relative
+
+
 def split_shards(root: str | os.PathLike, split: str) -> list[Path]:
     """The shard files of ``split`` listed in the manifest of ``root``, checked to exist."""
     manifest = load_manifest(root)
     if split not in manifest["splits"]:
         raise DataError(f"split {split!r} not in {root}; available splits: {', '.join(manifest['splits'])}")
-    shards = [Path(root) / shard["file"] for shard in manifest["splits"][split]["shards"]]
+    shards = [shard_path(root, shard["file"]) for shard in manifest["splits"][split]["shards"]]
     missing = [str(p) for p in shards if not p.is_file()]
     if missing:
         raise DataError(f"{len(missing)} shard(s) of split {split!r} are missing, e.g. {missing[0]}")

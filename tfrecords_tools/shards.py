@@ -17,11 +17,16 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from dataclasses import dataclass
+import zipfile
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from tfrecords_tools.errors import DataError
 from tfrecords_tools.schema import STORED_KEYS, VideoRecord, encode_video
 
 SHARD_SUFFIX = ".tfrecord"
@@ -45,7 +50,11 @@ class ShardIndex:
     ``record_offset[i]``/``record_length[i]`` (of the serialised SequenceExample, after the
     12-byte TFRecord header). Per stored key ``k``: ``count[k][i]`` frames, whose absolute
     file offsets and lengths are ``offset[k][start[k][i] : start[k][i] + count[k][i]]`` and
-    the same slice of ``length[k]``.
+    the same slice of ``length[k]``; ``crc32[k]`` (same slice) is the CRC-32 of each JPEG.
+
+    The per-JPEG CRC-32 lets the indexed reader check exactly the bytes it reads: the TFRecord
+    CRC covers a whole record, which the indexed reader never reads. Indexes written before it
+    existed have no ``crc32`` (an empty dict) and are read unchecked.
     """
 
     video_id: np.ndarray
@@ -57,6 +66,7 @@ class ShardIndex:
     count: dict[str, np.ndarray]
     offset: dict[str, np.ndarray]
     length: dict[str, np.ndarray]
+    crc32: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def num_videos(self) -> int:
@@ -80,15 +90,27 @@ class ShardIndex:
             arrays[f"{key}.count"] = self.count[key].astype(np.int64)
             arrays[f"{key}.offset"] = self.offset[key].astype(np.int64)
             arrays[f"{key}.length"] = self.length[key].astype(np.int64)
+            if key in self.crc32:
+                arrays[f"{key}.crc32"] = self.crc32[key].astype(np.uint32)
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         atomic_write_bytes(Path(path), buffer.getvalue())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ShardIndex:
+        """Read an index; a missing, truncated or foreign file is a ``DataError`` naming it."""
+        try:
+            return cls._load(path)
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+            raise DataError(f"cannot read the byte index {path} ({type(err).__name__}: {err}); it is damaged or "
+                            "not an index: convert the dataset again, or delete the .index files to read "
+                            "the shards in stream mode") from None
+
+    @classmethod
+    def _load(cls, path: str | os.PathLike) -> ShardIndex:
         with np.load(path, allow_pickle=False) as data:
             keys = sorted({name.split(".")[0] for name in data.files if name.endswith(".count")})
-            return cls(
+            index = cls(
                 video_id=data["video_id"],
                 label=data["label"],
                 label_name=data["label_name"],
@@ -98,7 +120,29 @@ class ShardIndex:
                 count={k: data[f"{k}.count"] for k in keys},
                 offset={k: data[f"{k}.offset"] for k in keys},
                 length={k: data[f"{k}.length"] for k in keys},
+                crc32={k: data[f"{k}.crc32"] for k in keys if f"{k}.crc32" in data.files},
             )
+        index.check()
+        return index
+
+    def check(self) -> None:
+        """A ``ValueError`` when the arrays do not agree in length (a damaged or foreign index)."""
+        n = len(self.video_id)
+        for name in ("label", "label_name", "num_frames", "record_offset", "record_length"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"{name} has {len(getattr(self, name))} entries for {n} videos")
+        for key, counts in self.count.items():
+            frames = int(np.sum(counts))
+            if len(counts) != n or len(self.offset[key]) != frames or len(self.length[key]) != frames:
+                raise ValueError(f"{key!r} frame tables do not match its counts")
+            if key in self.crc32 and len(self.crc32[key]) != frames:
+                raise ValueError(f"{key!r} checksums do not match its counts")
+
+    def end(self) -> int:
+        """The byte just past the last record: the size of the complete shard file."""
+        if not self.num_videos:
+            return 0
+        return int(self.record_offset[-1] + self.record_length[-1] + RECORD_FOOTER_BYTES)
 
 
 @dataclass
@@ -120,10 +164,30 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to; renamed onto ``path`` when the block succeeds.
+
+    Every file a command finishes (shard indexes, manifests, checkpoints, models, score files)
+    is written this way, so a kill or a full disk leaves either the previous file or the new
+    one, never a partial file under the final name. The temporary name keeps the final suffix
+    (Keras insists on ``.weights.h5`` and ``.keras``) and is removed when the block fails.
+    """
+    path = Path(path)
+    suffix = ".weights.h5" if path.name.endswith(".weights.h5") else path.suffix
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    """Write ``data`` to ``path`` through :func:`atomic_path`."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 class ShardWriter:
@@ -146,6 +210,7 @@ class ShardWriter:
         self._videos: list[VideoRecord] = []
         self._record_spans: list[tuple[int, int]] = []
         self._frame_spans: list[dict[str, np.ndarray]] = []
+        self._frame_crcs: list[dict[str, np.ndarray]] = []
         self.info: ShardInfo | None = None
 
     @property
@@ -158,6 +223,9 @@ class ShardWriter:
         start = self._position + RECORD_HEADER_BYTES
         self._record_spans.append((start, len(data)))
         self._frame_spans.append({k: v + np.array([start, 0]) for k, v in offsets.items()})
+        # ~1 ms per MB at conversion; lets the reader check each JPEG it reads (ShardIndex.crc32).
+        self._frame_crcs.append({k: np.array([zlib.crc32(j) for j in video.frames[k]], np.uint32)
+                                 for k in offsets})
         # Keep only the context: the frames are on disk now.
         self._videos.append(
             VideoRecord(video.video_id, video.label, video.label_name, video.num_frames, video.fps,
@@ -179,6 +247,8 @@ class ShardWriter:
             count={k: np.array([len(s) for s in per_key[k]], dtype=np.int64) for k in keys},
             offset={k: np.concatenate([s[:, 0] for s in per_key[k]]) if per_key[k] else empty[:, 0] for k in keys},
             length={k: np.concatenate([s[:, 1] for s in per_key[k]]) if per_key[k] else empty[:, 1] for k in keys},
+            crc32={k: np.concatenate([c.get(k, np.zeros(0, np.uint32)) for c in self._frame_crcs]).astype(np.uint32)
+                   for k in keys},
         )
 
     def close(self) -> ShardInfo:

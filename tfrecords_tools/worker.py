@@ -34,6 +34,7 @@ class VideoSettings:
     frame_size: tuple[int, int] | None = PAPER_FRAME_SIZE
     short_side: int | None = None
     jpeg_quality: int = 90
+    max_side: int | None = None  # a bound on the stored longer side (prediction); conversions use None
 
 
 def stored_video_settings(data_root=None, modalities: tuple[str, ...] = ("rgb",)) -> VideoSettings:
@@ -64,7 +65,8 @@ def read_video(path, settings: VideoSettings | None = None) -> Iterator[np.ndarr
     """
     settings = settings or VideoSettings()
     try:
-        reader = VideoReader(path, frame_size=settings.frame_size, short_side=settings.short_side)
+        reader = VideoReader(path, frame_size=settings.frame_size, short_side=settings.short_side,
+                             max_side=settings.max_side)
         yield from reader
         reader.check_complete()
     except VideoError as err:
@@ -147,7 +149,7 @@ class VideoConverter:
         keys = (["rgb"] if want_rgb else []) + [f"{m}_{c}" for m in self._flow_modalities() for c in "xy"]
         frames: dict[str, list[bytes]] = {key: [] for key in keys}
         computed: dict[str, dict[int, tuple[bytes, bytes]]] = {m: {} for m in self._flow_modalities()}
-        encoded = EncodedVideo(frames, VideoReader(path, settings.frame_size, settings.short_side))
+        encoded = EncodedVideo(frames, VideoReader(path, settings.frame_size, settings.short_side, settings.max_side))
         wanted = None if flow_fields is None else set(flow_fields)
         previous = None
         for index, frame in enumerate(encoded.reader):

@@ -10,14 +10,18 @@ backup, and the best checkpoint is compared against the best value of the kept e
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
 import os
 from pathlib import Path
 
 import keras
+import numpy as np
 from keras import ops
 
+from tfrecords_tools.shards import atomic_path, atomic_write_bytes
+from tsn_keras.checkpoints import AtomicModelCheckpoint
 from tsn_keras.history import columns as history_columns
 from tsn_keras.history import read_rows
 from tsn_keras.optimization import lr_at
@@ -114,12 +118,10 @@ class HistoryCSV(keras.callbacks.Callback):
         columns = [c for c in self.FIRST if any(c in r for r in self.rows)]
         for row in self.rows:
             columns += [key for key in row if key not in columns]
-        tmp = self.path.with_suffix(".csv.tmp")
-        with tmp.open("w", newline="") as handle:
+        with atomic_path(self.path) as tmp, tmp.open("w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns, restval="")
             writer.writeheader()
             writer.writerows(self.rows)
-        os.replace(tmp, self.path)
 
 
 class EpochLog(keras.callbacks.Callback):
@@ -132,7 +134,7 @@ class EpochLog(keras.callbacks.Callback):
         log.info("epoch %d: %s", epoch + 1, items)
 
 
-class ResumableCheckpoint(keras.callbacks.ModelCheckpoint):
+class ResumableCheckpoint(AtomicModelCheckpoint):
     """``ModelCheckpoint`` of the best epoch whose best survives a restart.
 
     On the first epoch of a resumed run, the best value is recovered from the history rows
@@ -145,7 +147,7 @@ class ResumableCheckpoint(keras.callbacks.ModelCheckpoint):
     """
 
     def __init__(self, filepath, history: HistoryCSV, monitor: str, mode: str):
-        super().__init__(filepath, monitor=monitor, mode=mode, save_best_only=True, save_weights_only=True, verbose=0)
+        super().__init__(filepath, monitor=monitor, mode=mode, save_best_only=True, verbose=0)
         self.history = history
         self._started = False
 
@@ -216,3 +218,100 @@ class TensorBoardScalars(keras.callbacks.Callback):
         for writer in self._writers.values():
             writer.close()
         self._writers = {}
+
+
+class RandomStateBackup(keras.callbacks.Callback):
+    """The model's random-number state (dropout's seed generators) saved beside the backup.
+
+    ``BackupAndRestore`` saves weights and the optimiser, not the seed generators' states
+    (``save_weights`` leaves them out), so a resumed run would draw other dropout masks than
+    an uninterrupted one. This writes the states at the end of every epoch, keyed by epoch
+    (a kill between this write and the backup leaves the previous epoch's states usable),
+    and puts back those of the epoch the backup restores.
+
+    Args:
+        backup_dir: the ``BackupAndRestore`` folder (deleted with it when the run finishes).
+        start_epoch: the epoch the run continues from (0 for a new run).
+    """
+
+    NAME = "random_state.json"
+
+    def __init__(self, backup_dir: str | os.PathLike, start_epoch: int):
+        super().__init__()
+        self.path = Path(backup_dir) / self.NAME
+        self.start_epoch = int(start_epoch)
+
+    def _states(self) -> list:
+        return [v for v in self.model.variables if "seed_generator" in v.path]
+
+    def _read(self) -> dict:
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def on_train_begin(self, logs=None):
+        if not self.start_epoch:
+            return
+        saved = self._read().get(str(self.start_epoch - 1))
+        states = self._states()
+        if saved is None or len(saved) != len(states):
+            log.warning("no random state saved for epoch %d: dropout draws other masks than an uninterrupted "
+                        "run would", self.start_epoch)
+            return
+        for variable, value in zip(states, saved):
+            variable.assign(np.asarray(value, dtype=variable.dtype))
+
+    def on_epoch_end(self, epoch, logs=None):
+        saved = self._read()
+        saved[str(epoch)] = [ops.convert_to_numpy(v).tolist() for v in self._states()]
+        kept = {key: saved[key] for key in sorted(saved, key=int)[-2:]}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.path, json.dumps(kept).encode())
+
+
+class EtaNotice(keras.callbacks.Callback):
+    """One console line once the speed is measured: time per iteration and when the run should end.
+
+    The first update is left out (it includes tracing); the next ``measure`` updates are timed.
+    Validation passes are not in the estimate.
+
+    Args:
+        max_iterations: the recipe's ``train.max_iterations``.
+        measure: updates timed for the estimate.
+        print_fn: where the line goes (the console).
+    """
+
+    def __init__(self, max_iterations: int, measure: int = 3, print_fn=print):
+        super().__init__()
+        self.max_iterations, self.measure, self.print_fn = int(max_iterations), int(measure), print_fn
+        self._from: tuple[int, float] | None = None
+        self._done = False
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._done:
+            return
+        import time
+
+        updates, now = completed_updates(self.model), time.perf_counter()
+        if self._from is None:
+            self._from = (updates, now)  # after the first (traced) update
+            return
+        counted = updates - self._from[0]
+        if counted >= self.measure or updates >= self.max_iterations:
+            self._done = True
+            if counted <= 0:
+                return
+            per_update = (now - self._from[1]) / counted
+            left = max(self.max_iterations - updates, 0) * per_update
+            finish = time.strftime("%H:%M", time.localtime(time.time() + left))
+            self.print_fn(f"{per_update:.2f} s per iteration: about {_duration(left)} left for "
+                          f"{self.max_iterations - updates} iterations (ends ~{finish}, validation not counted)")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

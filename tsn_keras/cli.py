@@ -3,7 +3,8 @@
 Each subcommand lives in ``tsn_keras/commands/<name>.py`` and provides ``configure_parser(parser)``
 and ``run(args) -> int``. Only the module of the command being run is imported, so ``tsn --help``
 answers without loading TensorFlow. Errors that are the user's to fix (``TSNError``) are printed
-as one line and exit with code 2; anything else is a bug and keeps its traceback.
+as one line and exit with code 2, and so are file-system refusals (a full disk, a read-only or
+non-folder output path); anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import importlib
 import os
 import sys
 
-from tsn_keras.errors import TSNError
+from tsn_keras.errors import TSNError, environment_error_message, input_error_message, is_disk_full
 from tsn_keras.version import __version__
 
 # name -> (module, one-line help). Order is the order of a typical workflow.
@@ -78,6 +79,20 @@ def main(argv: list[str] | None = None) -> int:
         return int(args._run(args) or 0)
     except TSNError as err:
         print(f"tsn {command}: error: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:
+        # A full disk, a read-only file system, a file where a folder should be, a corrupt clip
+        # named by the input pipeline: the user's to fix.
+        message = environment_error_message(err) or input_error_message(err)
+        if message is None:
+            raise
+        print(f"tsn {command}: error: {message}", file=sys.stderr)
+        if is_disk_full(err) and "h5py" in sys.modules:
+            # h5py crashes the interpreter at exit (segmentation fault) when it deallocates a
+            # file whose writes failed; every file that matters is already complete or untouched.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(2)
         return 2
     except KeyboardInterrupt:
         print(f"tsn {command}: interrupted", file=sys.stderr)

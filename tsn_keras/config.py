@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -155,8 +156,8 @@ class Config:
         _at_least("train.batch_size", t.batch_size, 1)
         if t.micro_batch_size is not None:
             _at_least("train.micro_batch_size", t.micro_batch_size, 1)
-        if t.lr <= 0:
-            raise ConfigError(f"train.lr must be > 0, got {t.lr}")
+        if not math.isfinite(t.lr) or t.lr <= 0:
+            raise ConfigError(f"train.lr must be a finite number > 0, got {t.lr}")
         _at_least("train.max_iterations", t.max_iterations, 1)
         if list(t.lr_steps) != sorted(t.lr_steps) or any(s < 1 for s in t.lr_steps):
             raise ConfigError(f"train.lr_steps must be increasing positive iterations, got {list(t.lr_steps)}")
@@ -267,7 +268,11 @@ def apply_overrides(values: dict[str, Any], overrides: list[str] | None) -> dict
             target = target.setdefault(part, {})
             if not isinstance(target, dict):
                 raise ConfigError(f"override {item!r}: {part} is not a section")
-        target[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+        try:
+            target[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as err:  # also a !!python tag: safe_load refuses to construct it
+            reason = " ".join(str(err).split())
+            raise ConfigError(f"override {item!r}: the value is not plain YAML ({reason})") from None
     return values
 
 

@@ -32,13 +32,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import keras
 import tensorflow as tf
 
+from tfrecords_tools.shards import atomic_write_bytes
 from tfrecords_tools.worker import stored_video_settings
+from tsn_keras.checkpoints import save_model_atomically
 from tsn_keras.data.pipeline import test_views
 from tsn_keras.errors import ConfigError, DataError
 from tsn_keras.evaluation import test_clip_spec, video_scorer
@@ -51,6 +54,11 @@ JPEG_SIGNATURE = "serve_jpeg_frames"
 CLASSES_SIGNATURE = "class_names"
 EXPORT_INFO = "export.json"
 EXPORT_FORMAT = "tsn-keras-export"
+# The JPEG signature refuses frames with a longer side above this: decoding is the signature's
+# memory, and T x crops views of a 2048 px frame took 1.8 GB. Clients send frames resized as
+# the conversion stored them (export.json "conversion"), a few hundred pixels a side.
+MAX_FRAME_SIDE = 1024
+_EXPORT_FILES = ("saved_model", "model.keras", EXPORT_INFO)
 
 
 def jpeg_inputs(modality: str) -> tuple[str, ...]:
@@ -59,7 +67,8 @@ def jpeg_inputs(modality: str) -> tuple[str, ...]:
 
 
 def export_saved_model(model_or_run, out_dir: str | os.PathLike, *, class_names: list[str] | str | None = None,
-                       num_snippets: int | None = None, num_crops: int | None = None) -> Path:
+                       num_snippets: int | None = None, num_crops: int | None = None,
+                       overwrite: bool = False) -> Path:
     """Export a trained TSN as a SavedModel with a snippet signature and a JPEG-frames signature.
 
     Args:
@@ -70,10 +79,19 @@ def export_saved_model(model_or_run, out_dir: str | os.PathLike, *, class_names:
             run's converted data.
         num_snippets, num_crops: the test protocol of the JPEG signature; default the recipe's
             ``evaluate:`` section (the paper's T = 25, 10 crops for a bare model).
+        overwrite: replace the export already in ``out_dir`` (its three entries, nothing else);
+            without it an existing export is a ``ConfigError`` rather than a mix of two.
 
     Returns:
         The path of the SavedModel folder.
     """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder; choose a folder for the export")
+    existing = [name for name in _EXPORT_FILES if (out / name).exists() or (out / name).is_symlink()]
+    if existing and not overwrite:
+        raise ConfigError(f"{out} already holds an export ({', '.join(existing)}); pass --overwrite "
+                          "(overwrite=True) to replace it, or choose another folder")
     run = load_run(model_or_run)
     clip = test_clip_spec(run, num_snippets, num_crops)
     names = _class_names(run, class_names)
@@ -91,6 +109,12 @@ def export_saved_model(model_or_run, out_dir: str | os.PathLike, *, class_names:
     def serve_frames(*frames):
         for name, value in zip(jpeg_inputs(run.modality), frames):
             tf.debugging.assert_positive(tf.size(value), message=f"{name} holds no JPEG frame")
+            # Reads only the JPEG header: a frame too large is refused before anything is decoded.
+            shapes = tf.map_fn(tf.io.extract_jpeg_shape, value, fn_output_signature=tf.TensorSpec([3], tf.int32))
+            tf.debugging.assert_less_equal(
+                tf.reduce_max(shapes[:, :2]), MAX_FRAME_SIDE,
+                message=f"{name}: a frame is larger than {MAX_FRAME_SIDE} px a side; resize frames as the "
+                        "conversion stored them (export.json 'conversion')")
         views = test_views(tuple(frames) if len(frames) > 1 else frames[0], clip)
         return outputs(score(views[None]))
 
@@ -102,11 +126,18 @@ def export_saved_model(model_or_run, out_dir: str | os.PathLike, *, class_names:
         tf.TensorSpec((None,), tf.string, name=name) for name in jpeg_inputs(run.modality)])
     archive.add_endpoint(CLASSES_SIGNATURE, lambda: {"class_names": names_tensor}, input_signature=[])
 
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     saved = out / "saved_model"
-    archive.write_out(str(saved), verbose=False)
-    model.save(out / "model.keras")
+    # Written beside, then swapped in: a kill or a full disk leaves the previous export whole.
+    staging = out / f".saved_model.tmp-{os.getpid()}"
+    try:
+        archive.write_out(str(staging), verbose=False)
+        _remove_export_entry(saved)
+        os.replace(staging, saved)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    save_model_atomically(model, out / "model.keras")
     settings = stored_video_settings(run.data_root)
     conversion = {name: getattr(settings, name) for name in ("frame_size", "short_side", "jpeg_quality", "flow")}
     info: dict[str, Any] = {
@@ -119,8 +150,16 @@ def export_saved_model(model_or_run, out_dir: str | os.PathLike, *, class_names:
         "class_names": names,
         "source": str(run.model_path) if run.model_path else model.name,
     }
-    (out / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n")
+    atomic_write_bytes(out / EXPORT_INFO, (json.dumps(info, indent=2) + "\n").encode())
     return saved
+
+
+def _remove_export_entry(path: Path) -> None:
+    """Remove one entry of a previous export (a link itself, never what it points to)."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
 
 
 def load_export_info(path: str | os.PathLike) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from tsn_keras.data.pipeline import test_views
 from tsn_keras.data.sampling import sample_offsets, snippet_frames
 from tsn_keras.errors import ConfigError, DataError
 from tsn_keras.evaluation import test_clip_spec, video_scorer
-from tsn_keras.export import EXPORT_INFO, JPEG_SIGNATURE, jpeg_inputs, load_export_info
+from tsn_keras.export import EXPORT_INFO, JPEG_SIGNATURE, MAX_FRAME_SIDE, jpeg_inputs, load_export_info
 from tsn_keras.runs import load_run, read_class_names
 from tsn_keras.scores import default_fusion_weights, fuse_logits
 from tsn_keras.vocab import CONVERTED_MODALITIES, MODALITY_KEYS, is_flow
@@ -52,7 +52,8 @@ def encode_video(path: str | os.PathLike, needs: dict[str, int], *, num_snippets
     Returns:
         ``({stored key: [JPEG bytes]}, number of frames)``.
     """
-    settings = settings or VideoSettings()
+    # Bounded like the export's JPEG signature, whatever size the conversion kept.
+    settings = replace(settings or VideoSettings(), max_side=MAX_FRAME_SIDE)
     converted = {"rgb" if m == "rgb_diff" else m for m in needs}
     settings = replace(settings, modalities=tuple(m for m in CONVERTED_MODALITIES if m in converted))
     flows = {m: length for m, length in needs.items() if is_flow(m)}

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from tfrecords_tools.shards import atomic_path, atomic_write_bytes
 from tsn_keras.errors import ConfigError, DataError
 
 SCORES_NAME = "scores.npz"
@@ -65,12 +67,17 @@ class Scores:
                 f"inconsistent scores: {n} video ids, labels {self.labels.shape}, logits {self.logits.shape}, "
                 f"{len(self.class_names)} classes (logits must be [videos, classes])"
             )
+        if not np.isfinite(self.logits).all():
+            bad = int(np.sum(~np.isfinite(self.logits).all(axis=1)))
+            raise DataError(f"scores of {bad} video(s) are NaN or infinite (a model that diverged?); "
+                            "they cannot be ranked or fused")
 
     def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, video_ids=self.video_ids, labels=self.labels, logits=self.logits,
-                 class_names=np.asarray(self.class_names, dtype=str), modality=np.asarray(self.modality))
+        with atomic_path(path) as tmp:  # never a partial score file under the final name
+            np.savez(tmp, video_ids=self.video_ids, labels=self.labels, logits=self.logits,
+                     class_names=np.asarray(self.class_names, dtype=str), modality=np.asarray(self.modality))
         return path
 
     @classmethod
@@ -86,8 +93,8 @@ class Scores:
                     raise DataError(f"{path} is not a score file: missing {', '.join(missing)} "
                                     f"(a score file holds {', '.join(SCORE_KEYS)})")
                 values = {key: data[key] for key in SCORE_KEYS}
-        except (OSError, ValueError) as err:
-            raise DataError(f"cannot read score file {path}: {err}") from None
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            raise DataError(f"cannot read score file {path}: {err} (not a score file, or damaged)") from None
         try:
             return cls(values["video_ids"], values["labels"], values["logits"], list(values["class_names"]),
                        str(values["modality"]))
@@ -150,7 +157,7 @@ def compute_metrics(logits: np.ndarray, labels: np.ndarray, class_names: list[st
 def write_metrics(metrics: dict[str, Any], path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
+    atomic_write_bytes(path, (json.dumps(metrics, indent=2, allow_nan=False) + "\n").encode())
     return path
 
 

@@ -36,11 +36,13 @@ import json
 import logging
 import math
 import shutil
+import sys
 import time
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from tfrecords_tools.shards import atomic_write_bytes
 from tsn_keras.checks import DataSummary, check_data
 from tsn_keras.config import Config, config_from_dict
 from tsn_keras.errors import ConfigError
@@ -122,6 +124,9 @@ def train(config: Config, run_dir=None, *, resume: bool = True, verbose="auto", 
         ConfigError, DataError: before any work, when the recipe or its data are not usable.
     """
     config = config_from_dict(config.to_dict())  # validates, and leaves the caller's object alone
+    if verbose == "auto":
+        # A progress bar only on a terminal: redirected, its escape codes filled logs (70 KB a run).
+        verbose = 1 if sys.stdout.isatty() else 2
     data = check_data(config)
     config = resolved(config)
 
@@ -151,6 +156,7 @@ def _fit(config: Config, data: DataSummary, plan: Plan, strategy, run: Path, ver
     import tensorflow as tf
 
     from tsn_keras import callbacks as cb
+    from tsn_keras.checkpoints import AtomicBackupAndRestore, AtomicModelCheckpoint
     from tsn_keras.distribute import describe, fit_under_multi_worker, is_chief, task_name
     from tsn_keras.models.tsn import build_tsn
     from tsn_keras.optimization import first_conv_lr_mults, make_optimizer
@@ -158,21 +164,26 @@ def _fit(config: Config, data: DataSummary, plan: Plan, strategy, run: Path, ver
     chief = is_chief(strategy)
     out = run if chief else run / "workers" / task_name(strategy)  # non-chief tasks write scratch copies
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(config.to_yaml())
-    (out / "classes.json").write_text(json.dumps(data.classes, indent=1) + "\n")
+    atomic_write_bytes(out / "config.yaml", config.to_yaml().encode())
+    atomic_write_bytes(out / "classes.json", (json.dumps(data.classes, indent=1) + "\n").encode())
     _log_to(out / "train.log")
     t, d, m = config.train, config.data, config.model
-    log.info("run folder %s (%s)", run, "chief" if chief else task_name(strategy))
-    log.info("strategy: %s", describe(strategy))
-    log.info("%d training videos, %d validation videos, %d classes", data.train_videos, data.val_videos,
-             len(data.classes))
-    log.info("iterations: %d of %d clips = %d replica(s) x %d clips x %d micro-step(s); %d per epoch, %d epochs",
-             t.max_iterations, t.batch_size, plan.replicas, plan.micro_batch_size, plan.iteration_size,
-             plan.iterations_per_epoch, plan.epochs)
+    console = chief and verbose != 0
+    # The plan goes to train.log and, at the start, to the console.
+    for line in (f"run folder {run} ({'chief' if chief else task_name(strategy)})",
+                 f"strategy: {describe(strategy)}",
+                 f"{data.train_videos} training videos, {data.val_videos} validation videos, {len(data.classes)} classes",
+                 f"iterations: {t.max_iterations} of {t.batch_size} clips = {plan.replicas} replica(s) x "
+                 f"{plan.micro_batch_size} clips x {plan.iteration_size} micro-step(s); "
+                 f"{plan.iterations_per_epoch} per epoch, {plan.epochs} epochs"):
+        log.info("%s", line)
+        if console:
+            print(line, flush=True)
 
-    # A resumed run samples other clips than the first epochs did (same recipe seed otherwise).
+    # A resumed run continues the data stream where the backed-up epoch ended (same clips,
+    # same augmentation), so that it ends with the weights of an uninterrupted run.
     start_epoch = _backed_up_epoch(out / "backup")
-    train_data, val_data = _datasets(config, plan, strategy, seed=t.seed + 1009 * start_epoch)
+    train_data, val_data = _datasets(config, plan, strategy, start_epoch)
     keras.utils.set_random_seed(t.seed)  # the model's initial weights
     with strategy.scope():
         model = build_tsn(
@@ -196,14 +207,16 @@ def _fit(config: Config, data: DataSummary, plan: Plan, strategy, run: Path, ver
     log.info("best checkpoint by %s (%s)", monitor, mode)
     run_callbacks = [
         cb.StopAtIteration(t.max_iterations),
+        *([cb.EtaNotice(t.max_iterations, print_fn=lambda text: print(text, flush=True))] if console else []),
         cb.IterationLogger(t.lr, t.lr_steps, t.lr_decay),
         history,
         cb.EpochLog(),
         cb.ResumableCheckpoint(out / "checkpoints" / "best.weights.h5", history, monitor, mode),
-        keras.callbacks.ModelCheckpoint(out / "checkpoints" / "last.weights.h5", save_weights_only=True),
+        AtomicModelCheckpoint(out / "checkpoints" / "last.weights.h5"),
         cb.TensorBoardScalars(out / "tensorboard"),
         # After the history, so that an epoch is never backed up without its history row.
-        keras.callbacks.BackupAndRestore(str(out / "backup"), double_checkpoint=True),
+        cb.RandomStateBackup(out / "backup", start_epoch),
+        AtomicBackupAndRestore(str(out / "backup"), double_checkpoint=True),
         *extra_callbacks,
     ]
     started = time.perf_counter()
@@ -234,15 +247,21 @@ def _fit(config: Config, data: DataSummary, plan: Plan, strategy, run: Path, ver
     return TrainResult(run, model_path, history_columns(history.rows))
 
 
-def _datasets(config: Config, plan: Plan, strategy, seed: int):
-    """Per-replica train (repeated) and validation datasets through ``distribute_datasets_from_function``."""
+def _datasets(config: Config, plan: Plan, strategy, start_epoch: int = 0):
+    """Per-replica train (repeated) and validation datasets through ``distribute_datasets_from_function``.
+
+    The train stream begins after the clips ``start_epoch`` finished epochs consumed: each
+    input pipeline feeds ``replicas / pipelines`` replicas ``micro_batch_size`` clips per step.
+    """
     from tsn_keras.data.pipeline import dataset_from_config
 
-    d = config.data
+    d, seed = config.data, config.train.seed
 
     def train_fn(context):
+        per_pipeline = max(1, context.num_replicas_in_sync // max(1, context.num_input_pipelines))
+        start = start_epoch * plan.steps_per_epoch * plan.micro_batch_size * per_pipeline
         return dataset_from_config(d, "train", plan.micro_batch_size, d.normalization, seed=seed,
-                                   input_context=context, repeat=True)
+                                   input_context=context, repeat=True, start=start)
 
     train_data = strategy.distribute_datasets_from_function(train_fn)
     if d.val_split is None:
@@ -257,10 +276,12 @@ def _datasets(config: Config, plan: Plan, strategy, seed: int):
 
 def _save_inference_model(model, path: Path) -> None:
     """Save ``model`` without its compile state, so loading it needs no optimiser class."""
+    from tsn_keras.checkpoints import save_model_atomically
+
     # clone_model would copy the compile state too; from_config rebuilds the architecture only.
     clone = type(model).from_config(model.get_config())
     clone.set_weights(model.get_weights())
-    clone.save(path)
+    save_model_atomically(clone, path)
 
 
 def _prepare_run_dir(config: Config, run_dir, resume: bool) -> Path:

@@ -11,6 +11,7 @@ from tests.helpers import dataset, make_video
 from tfrecords_tools.shards import ShardIndex, ShardWriter, index_path
 from tsn_keras.data import pipeline
 from tsn_keras.data.clips import ClipSpec
+from tsn_keras.errors import DataError
 
 READ_MODES = ["index", "stream"]
 GARBAGE = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4  # a JPEG start marker, then nonsense
@@ -64,8 +65,9 @@ def test_a_truncated_shard_names_the_shard(tmp_path, read_mode):
     index = ShardIndex.load(index_path(shard))
     data = shard.read_bytes()
     shard.write_bytes(data[: int(index.record_offset[2]) + 10])  # the last record loses its frames
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"corrupt data in shard \S*cut-00000\.tfrecord"):
-        ids_of(val_dataset(shard, read_mode))
+    # Named before reading (its size against its index), not mid-epoch.
+    with pytest.raises(DataError, match=r"shard \S*cut-00000\.tfrecord is truncated"):
+        val_dataset(shard, read_mode)
     ds = val_dataset(shard, read_mode, skip_corrupt=True)
     assert ids_of(ds) == ["a", "b"] and ds.corrupt_counter.count == 1
 

@@ -206,7 +206,7 @@ def test_bad_input_is_rejected_with_reasons_and_good_videos_are_kept(broken_data
     assert code == 0
     summary = capsys.readouterr().out
     assert "converted 3 videos (train 3) into 1 shards" in summary and "5 rejected, 0 missing" in summary
-    assert "1 truncated but kept" in summary
+    assert "1 kept with fewer frames than their file header declares" in summary
     manifest = load_manifest(out)
     reasons = {r["path"]: r["reason"] for r in manifest["rejects"]}
     assert sorted(reasons) == ["pan/empty.avi", "pan/notes.txt", "pan/single.avi", "still/cut.avi", "still/zero.avi"]

@@ -94,6 +94,9 @@ def test_hmdb51_split_files(tmp_path):
     assert [(e.video_id, e.label) for e in plan.splits["train"]] == [("a_brush_hair_u_0", 0), ("c_cartwheel_f_0", 1)]
     assert [e.video_id for e in plan.splits["test"]] == ["a_brush_hair_u_1"]
     assert plan.missing == [{"path": "cartwheel/c_cartwheel_f_1.avi", "split": "train", "class": "cartwheel"}]
+    # The source movie: the part before _<class>_, whatever the per-clip tags after it.
+    assert hmdb_group("brush_hair/April_09_brush_hair_u_nm_np1_ba_goo_2.avi") == "April_09"
+    assert hmdb_group("brush_hair/April_09_brush_hair_h_cm_np2_le_med_0.avi") == "April_09"
     assert hmdb_group("April_09_brush_hair_u_nm_np1_ba_goo_2.avi") == "April_09_brush_hair_u_nm_np1_ba_goo"
     _touch(lists / "cartwheel_test_split1.txt", b"c_cartwheel_f_0.avi 3\n")
     with pytest.raises(DataError, match=r"cartwheel_test_split1.txt:1"):
@@ -169,7 +172,11 @@ def test_list_format_with_classes_files(tmp_path):
     plan = make_plan("list", tmp_path, lists=lists)
     assert plan.classes == ["class0", "class1", "class2"]
     # Stems collide (one.mp4 twice), so ids are the relative paths without extension.
-    assert [(e.video_id, e.label) for e in plan.splits["train"]] == [("x/one", 0), ("y/one", 2)]
+    # y/one is listed in test too: kept there, refused in train (it would leak), and reported.
+    assert [(e.video_id, e.label) for e in plan.splits["train"]] == [("x/one", 0)]
+    assert [e.video_id for e in plan.splits["test"]] == ["y/one"]
+    assert [(r["path"], r["split"]) for r in plan.rejects] == [("y/one.mp4", "train")]
+    assert "train/test overlap" in plan.rejects[0]["reason"]
     assert plan.missing == [{"path": "my videos/with space.mp4", "split": "train", "class": "class1"}]
     _touch(tmp_path / "names.txt", b"jump\nrun\nswim\n")
     _touch(tmp_path / "classInd.txt", b"1 jump\r\n2 run\r\n3 swim\r\n")
@@ -197,3 +204,11 @@ def test_option_errors_name_the_option(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         make_plan("folder", tmp_path / "nope")
     assert ucf_group("Archery/v_Archery_g05_c04.avi") == "g05"
+
+
+def test_a_video_listed_twice_in_a_split_is_kept_once_and_reported(tmp_path):
+    _touch(tmp_path / "x" / "one.mp4")
+    _touch(tmp_path / "train.txt", b"x/one.mp4 0\nx/one.mp4 0\n")
+    plan = make_plan("list", tmp_path, lists={"train": tmp_path / "train.txt"})
+    assert [e.rel for e in plan.splits["train"]] == ["x/one.mp4"]
+    assert plan.rejects == [{"path": "x/one.mp4", "split": "train", "reason": "listed twice in split 'train'"}]

@@ -16,13 +16,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="T of the JPEG signature (default: the run's evaluate.num_snippets, else 25)")
     parser.add_argument("--crops", type=int, choices=CROP_COUNTS, default=None,
                         help="crops of the JPEG signature (default: the run's evaluate.num_crops, else 10)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an export already in --out (saved_model/, model.keras, export.json)")
 
 
 def run(args: argparse.Namespace) -> int:
     from tsn_keras.export import JPEG_SIGNATURE, SNIPPETS_SIGNATURE, export_saved_model, load_export_info
 
     saved = export_saved_model(args.run, args.out, class_names=args.classes, num_snippets=args.snippets,
-                               num_crops=args.crops)
+                               num_crops=args.crops, overwrite=args.overwrite)
     info = load_export_info(args.out)
     print(f"wrote {saved} ({info['modality']}, {len(info['class_names'])} classes, input {info['input_size']}px, "
           f"{info['normalization']})")

@@ -2,8 +2,8 @@
 
 Stages (``docs/DESIGN.md``, "Input pipeline contract"):
 
-1. epoch: one random key per pass over the data (``Dataset.random`` with a seed, new every
-   epoch and every re-iteration), from which the shard order, the example shuffle and every
+1. epoch: one key per pass over the data, a pure function of (seed, epoch number), so a
+   stream can begin at any epoch (a resumed training run); from it the shard order, the example shuffle and every
    clip's sampling and augmentation seeds derive, so the same seed gives the same batches;
 2. references: shards in a (per epoch shuffled) order, interleaved; for the indexed reader a
    video is a small reference (shard, record, label, frame count); the streamed reader parses
@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from tsn_keras.data import failures, reader
+from tsn_keras.data import epochs, failures, reader
 from tsn_keras.data.clips import ClipSpec
 from tsn_keras.data.failures import CorruptCounter
 from tsn_keras.data.reader import parse_video
@@ -43,7 +43,7 @@ _FETCH_GROUP = 16
 def make_dataset(source, clip: ClipSpec, *, split: str | None = None, batch_size: int = 8, seed: int | None = None,
                  shuffle_buffer: int = 64, repeat: bool = False, drop_remainder: bool | None = None,
                  input_context=None, skip_corrupt=False, return_ids: bool = False,
-                 read_mode: str = "auto") -> tf.data.Dataset:
+                 read_mode: str = "auto", start: int = 0) -> tf.data.Dataset:
     """Batches of TSN clips from converted shards.
 
     Args:
@@ -65,6 +65,9 @@ def make_dataset(source, clip: ClipSpec, *, split: str | None = None, batch_size
         return_ids: append the ``video_id`` string to each element.
         read_mode: ``auto`` (the byte index when every shard is local and has one, else
             ``stream``), ``index`` or ``stream``.
+        start: with ``repeat``, begin this many clips into the stream (of this pipeline): a
+            resumed training run continues the data stream of the run it continues. Exact
+            when no clip was skipped as corrupt before that point.
 
     Returns:
         A dataset of ``(x, label)`` (or ``(x, label, video_id)``): ``x`` float32
@@ -83,6 +86,8 @@ def make_dataset(source, clip: ClipSpec, *, split: str | None = None, batch_size
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
     check_choice("read_mode", read_mode, READ_MODES)
+    if isinstance(start, bool) or not isinstance(start, int) or start < 0 or (start and not repeat):
+        raise ConfigError(f"start must be an integer >= 0, and only with repeat=True; got {start!r}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ConfigError(f"seed must be an integer or None, got {seed!r}")
     if isinstance(skip_corrupt, bool):
@@ -97,6 +102,7 @@ def make_dataset(source, clip: ClipSpec, *, split: str | None = None, batch_size
         if missing:
             raise ConfigError(f"modality {spec.modality!r} needs {missing[0]!r} frames, but {source} stores only "
                               f"{', '.join(manifest['stored_keys'])}")
+    reader.check_shard_sizes(paths, manifest, split, skipping=counter is not None)
     indexed = all(reader.has_local_index(p) for p in paths)
     if read_mode == "index" and not indexed:
         bad = next(p for p in paths if not reader.has_local_index(p))
@@ -105,7 +111,8 @@ def make_dataset(source, clip: ClipSpec, *, split: str | None = None, batch_size
     use_index = read_mode == "index" or (read_mode == "auto" and indexed)
 
     shard_ids, element_split = _distribute(len(paths), input_context)
-    graph = _DatasetGraph(spec, paths, shard_ids, element_split, seed, shuffle_buffer if mode == "train" else 0)
+    graph = _DatasetGraph(spec, paths, shard_ids, element_split, seed, shuffle_buffer if mode == "train" else 0,
+                         start)
     if use_index:
         clips = graph.indexed(reader.IndexedShards(paths, spec.keys), repeat)
     else:
@@ -139,9 +146,12 @@ def _element_seed(key, shard_id, record) -> tf.Tensor:
 class _DatasetGraph:
     """The dataset graph of one ``make_dataset`` call, for either reader."""
 
-    def __init__(self, spec: ClipSpec, paths, shard_ids, element_split, seed, shuffle_buffer):
+    def __init__(self, spec: ClipSpec, paths, shard_ids, element_split, seed, shuffle_buffer, start=0):
         self.spec, self.paths, self.shard_ids = spec, paths, shard_ids
         self.element_split, self.seed, self.shuffle_buffer = element_split, seed, shuffle_buffer
+        self.start = start
+        # Every epoch key derives from this and the epoch number (no seed: a random base).
+        self.base = seed if seed is not None else int(np.random.SeedSequence().entropy % (1 << 62))
         # Ordered output when results must be reproducible; otherwise let fast clips overtake.
         self.deterministic = seed is not None or spec.mode != "train"
         self.path_table = tf.constant(paths)
@@ -149,9 +159,8 @@ class _DatasetGraph:
 
     # --- epochs and shard order ----------------------------------------------------------
 
-    def _epochs(self, repeat: bool, epoch_fn) -> tf.data.Dataset:
-        keys = tf.data.Dataset.random(seed=self.seed, rerandomize_each_iteration=True)
-        return (keys if repeat else keys.take(1)).flat_map(epoch_fn)
+    def _epochs(self, repeat: bool, epoch_fn, per_epoch: int | None = None) -> tf.data.Dataset:
+        return epochs.epoch_stream(self.base, epoch_fn, repeat=repeat, start=self.start, per_epoch=per_epoch)
 
     def _shard_order(self, key) -> tf.Tensor:
         ids = tf.constant(self.shard_ids, tf.int64)
@@ -227,7 +236,8 @@ class _DatasetGraph:
             return self._clip(e, spec.make_views(jpegs, e["seed"]), True)
 
         # The byte ranges of _FETCH_GROUP clips in one call into Python, in order.
-        videos = self._epochs(repeat, epoch).batch(_FETCH_GROUP).map(
+        per_epoch = len(videos["record"])
+        videos = self._epochs(repeat, epoch, per_epoch).batch(_FETCH_GROUP).map(
             fetch, num_parallel_calls=AUTOTUNE, deterministic=self.deterministic).unbatch()
         return failures.map_keeping_failures(videos, load, self._empty_clip, self._unreadable_clips,
                                              self.deterministic)
@@ -320,7 +330,7 @@ class _DatasetGraph:
 
 def dataset_from_config(data_cfg, mode: str, batch_size: int, normalization: str, *, seed=None,
                         input_context=None, num_snippets: int = 25, num_crops: int = 1, repeat: bool = False,
-                        return_ids: bool = False) -> tf.data.Dataset:
+                        return_ids: bool = False, start: int = 0) -> tf.data.Dataset:
     """``make_dataset`` for a recipe's ``data`` section (``config.DataConfig``).
 
     ``mode`` picks the split: ``train`` -> ``data.train_split``, ``val`` -> ``data.val_split``,
@@ -335,7 +345,7 @@ def dataset_from_config(data_cfg, mode: str, batch_size: int, normalization: str
     clip = ClipSpec.from_config(data_cfg, mode, normalization, num_snippets=num_snippets, num_crops=num_crops)
     return make_dataset(data_cfg.root, clip, split=splits[mode], batch_size=batch_size, seed=seed,
                         shuffle_buffer=data_cfg.shuffle_buffer, repeat=repeat, input_context=input_context,
-                        skip_corrupt=data_cfg.skip_corrupt, return_ids=return_ids)
+                        skip_corrupt=data_cfg.skip_corrupt, return_ids=return_ids, start=start)
 
 
 def count_videos(source, split=None) -> int:

@@ -16,10 +16,13 @@ Two ways to get a clip's JPEG strings (``docs/DESIGN.md``, "Why an index"):
 from __future__ import annotations
 
 import atexit
+import logging
 import mmap
 import os
 import threading
 import time
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +32,8 @@ from tfrecords_tools.manifest import load_manifest, split_shards
 from tfrecords_tools.schema import CONTEXT_FEATURES, STORED_KEYS
 from tfrecords_tools.shards import INDEX_SUFFIX, ShardIndex, index_path
 from tsn_keras.errors import ConfigError, DataError
+
+log = logging.getLogger("tsn_keras.data.pipeline")
 
 
 def is_local(path: str) -> bool:
@@ -74,11 +79,46 @@ def expected_records(paths: list[str], manifest: dict | None, split: str | None)
     for path in paths:
         index = path + INDEX_SUFFIX  # a string: Path() would fold the "//" of gs://
         if tf.io.gfile.exists(index):
-            with tf.io.gfile.GFile(index, "rb") as handle, np.load(handle, allow_pickle=False) as data:
-                counts.append(len(data["record_offset"]))
+            try:
+                with tf.io.gfile.GFile(index, "rb") as handle, np.load(handle, allow_pickle=False) as data:
+                    counts.append(len(data["record_offset"]))
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+                raise DataError(f"cannot read the byte index {index} ({type(err).__name__}: {err}); convert the "
+                                "dataset again, or delete the .index files to read the shards in stream mode") from None
         else:
             counts.append(listed.get(Path(path).name, -1))
     return counts
+
+
+def check_shard_sizes(paths: list[str], manifest: dict | None, split: str | None, skipping: bool) -> None:
+    """A ``DataError`` naming a local shard of another size than its manifest entry or index says.
+
+    Free (one ``stat`` per shard): run before reading, so that a truncated shard is named
+    before training starts rather than in the middle of an epoch. When ``skipping`` corrupt
+    clips, a warning instead: the videos past the cut are skipped and counted.
+    """
+    listed = {}
+    if manifest is not None and split is not None:
+        listed = {Path(s["file"]).name: int(s["bytes"]) for s in manifest["splits"][split]["shards"] if "bytes" in s}
+    problems = []
+    for path in paths:
+        if not is_local(path):
+            continue
+        local = path.removeprefix("file://")
+        size = os.path.getsize(local)
+        expected = listed.get(Path(local).name)
+        if expected is None and index_path(local).is_file():
+            expected = ShardIndex.load(index_path(local)).end()
+        if expected is not None and size < expected:
+            problems.append(f"shard {local} is truncated: {size} bytes of {expected}")
+        elif expected is not None and size != expected and Path(local).name in listed:
+            problems.append(f"shard {local} has {size} bytes, the manifest says {expected} (replaced or damaged)")
+    if problems and not skipping:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise DataError(f"{problems[0]}{more}; convert the dataset again, or set data.skip_corrupt: true "
+                        "(skip_corrupt=True) to skip its lost videos")
+    for problem in problems:
+        log.warning("%s: its unreadable videos will be skipped", problem)
 
 
 # --- calls from the graph into Python ----------------------------------------------------------
@@ -179,7 +219,7 @@ class IndexedShards:
         self.paths = [p.removeprefix("file://") for p in paths]
         self.keys = tuple(keys)
         self._identity, self._video_ids, self._starts = [], [], []
-        self._counts, self._offsets, self._lengths = [], [], []
+        self._counts, self._offsets, self._lengths, self._crcs = [], [], [], []
         rows: dict[str, list[np.ndarray]] = {name: [] for name in ("shard_id", "record", "label", "video_id",
                                                                      "count")}
         for shard_id, path in enumerate(self.paths):
@@ -195,6 +235,10 @@ class IndexedShards:
             self._counts.append({k: index.count[k] for k in self.keys})
             self._offsets.append({k: index.offset[k] for k in self.keys})
             self._lengths.append({k: index.length[k] for k in self.keys})
+            self._crcs.append({k: index.crc32[k] for k in self.keys if k in index.crc32})
+            if len(self._crcs[-1]) < len(self.keys):
+                log.warning("the byte index of %s has no JPEG checksums (converted by an older version): "
+                            "damaged JPEG data in it is not detected; `tsn inspect --verify` checks it", path)
             n = index.num_videos
             rows["shard_id"].append(np.full(n, shard_id, np.int64))
             rows["record"].append(np.arange(n, dtype=np.int64))
@@ -205,10 +249,7 @@ class IndexedShards:
 
     @staticmethod
     def _load(path: str) -> ShardIndex:
-        try:
-            return ShardIndex.load(index_path(path))
-        except (OSError, ValueError, KeyError) as err:
-            raise DataError(f"cannot read the byte index of shard {path}: {err}") from None
+        return ShardIndex.load(index_path(path))  # a DataError naming the index when damaged
 
     def fetch(self, shard_id, record, frames) -> np.ndarray:
         """JPEG bytes ``[len(keys), len(frames)]`` of frames ``frames`` of one video (numpy_function body)."""
@@ -228,8 +269,14 @@ class IndexedShards:
                 video = self._video_ids[shard_id][record]
                 raise DataError(f"shard {path} is truncated: video {video} needs bytes up to "
                                 f"{int((offsets + lengths).max())}, the file has {len(data)}")
+            crcs = self._crcs[shard_id].get(key)
             for i, (start, length) in enumerate(zip(offsets.tolist(), lengths.tolist())):
                 out[k, i] = data[start:start + length]
+                # ~10 us per 15 KB JPEG: what makes flipped bytes a named (or skipped) clip
+                # instead of a silently decoded wrong image (docs/DESIGN.md, "Failure model").
+                if crcs is not None and zlib.crc32(out[k, i]) != int(crcs[position[i]]):
+                    raise DataError(f"shard {path}: {key!r} frame {int(frames[i])} of video "
+                                    f"{self._video_ids[shard_id][record]} fails its checksum")
         return out
 
     def fetch_many(self, shard_ids, records, frames) -> tuple[np.ndarray, np.ndarray]:

@@ -26,7 +26,7 @@ names), so a ``.keras`` file loaded on its own says how its input must be prepar
 from __future__ import annotations
 
 from pathlib import Path
-from zipfile import BadZipFile
+from zipfile import BadZipFile, is_zipfile
 
 import keras
 
@@ -257,6 +257,10 @@ def load_tsn(path: str | Path) -> keras.Model:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"model file {path} not found")
+    if path.suffix == ".keras" and not is_zipfile(path):
+        # Keras reports any non-zip file as "File not found", which sends users looking for the wrong thing.
+        raise DataError(f"cannot load the Keras model {path}: it is not a .keras archive (damaged, truncated or "
+                        "another kind of file)")
     try:
         return keras.saving.load_model(path)
     except (OSError, ValueError, TypeError, KeyError, BadZipFile) as err:
