@@ -80,14 +80,14 @@ def test_batch_sizes_that_do_not_divide_fail_before_training(tiny_shards, tmp_pa
     assert not any(tmp_path.iterdir())  # nothing written
 
 
-def test_plan_maps_iterations_to_replicas_micro_steps_and_epochs(tiny_shards):
-    from tsn_keras.training import make_plan
+def test_schedule_maps_iterations_to_replicas_micro_steps_and_epochs(tiny_shards):
+    from tsn_keras.training import make_schedule
 
     config = tiny_config(tiny_shards, train={"batch_size": 256, "micro_batch_size": 16, "max_iterations": 4500})
-    plan = make_plan(config, train_videos=9537, replicas=2)  # UCF101 split 1 on 2 GPUs
-    assert (plan.iteration_size, plan.iterations_per_epoch, plan.steps_per_epoch, plan.epochs) == (8, 38, 304, 119)
+    schedule = make_schedule(config, train_videos=9537, replicas=2)  # UCF101 split 1 on 2 GPUs
+    assert (schedule.iteration_size, schedule.iterations_per_epoch, schedule.steps_per_epoch, schedule.epochs) == (8, 38, 304, 119)
     with pytest.raises(ConfigError, match=r"train\.steps_per_execution=3 must divide .*; allowed: 1, 2, 4, 8"):
-        make_plan(tiny_config(tiny_shards, train={"steps_per_execution": 3, "micro_batch_size": 1, "max_iterations": 8}),
+        make_schedule(tiny_config(tiny_shards, train={"steps_per_execution": 3, "micro_batch_size": 1, "max_iterations": 8}),
                   train_videos=16, replicas=1)
 
 

@@ -65,7 +65,7 @@ class TrainResult:
 
 
 @dataclass
-class Plan:
+class Schedule:
     """How the recipe's iterations map onto replicas, micro-steps and Keras epochs."""
 
     replicas: int
@@ -76,8 +76,8 @@ class Plan:
     epochs: int
 
 
-def make_plan(config: Config, train_videos: int, replicas: int) -> Plan:
-    """The run's :class:`Plan`; a ``ConfigError`` when batch sizes and replicas do not divide."""
+def make_schedule(config: Config, train_videos: int, replicas: int) -> Schedule:
+    """The run's :class:`Schedule`; a ``ConfigError`` when batch sizes and replicas do not divide."""
     from tsn_keras.optimization import accumulation_steps, iterations_per_epoch
 
     t = config.train
@@ -91,7 +91,7 @@ def make_plan(config: Config, train_videos: int, replicas: int) -> Plan:
             f"and per run ({t.max_iterations * iteration_size}); allowed: "
             + ", ".join(str(n) for n in range(1, steps + 1) if not steps % n and not (t.max_iterations * iteration_size) % n)
         )
-    return Plan(replicas, micro, iteration_size, per_epoch, steps, math.ceil(t.max_iterations / per_epoch))
+    return Schedule(replicas, micro, iteration_size, per_epoch, steps, math.ceil(t.max_iterations / per_epoch))
 
 
 def resolved(config: Config) -> Config:
@@ -135,14 +135,14 @@ def train(config: Config, run_dir=None, *, resume: bool = True, verbose="auto", 
     from tsn_keras.distribute import dtype_policy, make_strategy
 
     strategy = make_strategy(config.train.strategy)  # before any other TensorFlow op (multi-worker)
-    plan = make_plan(config, data.train_videos, strategy.num_replicas_in_sync)
+    schedule = make_schedule(config, data.train_videos, strategy.num_replicas_in_sync)
     if config.train.strategy == "multi_worker" and run_dir is None:
         raise ConfigError("train.strategy=multi_worker needs an explicit run folder (--run-dir) shared by all workers")
     run = _prepare_run_dir(config, run_dir, resume)
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(dtype_policy(config.train.mixed_precision))
     try:
-        return _fit(config, data, plan, strategy, run, verbose, list(callbacks or []))
+        return _fit(config, data, schedule, strategy, run, verbose, list(callbacks or []))
     finally:
         keras.config.set_dtype_policy(previous_policy)
         for handler in list(log.handlers):
@@ -151,7 +151,7 @@ def train(config: Config, run_dir=None, *, resume: bool = True, verbose="auto", 
                 handler.close()
 
 
-def _fit(config: Config, data: DataSummary, plan: Plan, strategy, run: Path, verbose, extra_callbacks) -> TrainResult:
+def _fit(config: Config, data: DataSummary, schedule: Schedule, strategy, run: Path, verbose, extra_callbacks) -> TrainResult:
     import keras
     import tensorflow as tf
 
@@ -173,9 +173,9 @@ def _fit(config: Config, data: DataSummary, plan: Plan, strategy, run: Path, ver
     for line in (f"run folder {run} ({'chief' if chief else task_name(strategy)})",
                  f"strategy: {describe(strategy)}",
                  f"{data.train_videos} training videos, {data.val_videos} validation videos, {len(data.classes)} classes",
-                 f"iterations: {t.max_iterations} of {t.batch_size} clips = {plan.replicas} replica(s) x "
-                 f"{plan.micro_batch_size} clips x {plan.iteration_size} micro-step(s); "
-                 f"{plan.iterations_per_epoch} per epoch, {plan.epochs} epochs"):
+                 f"iterations: {t.max_iterations} of {t.batch_size} clips = {schedule.replicas} replica(s) x "
+                 f"{schedule.micro_batch_size} clips x {schedule.iteration_size} micro-step(s); "
+                 f"{schedule.iterations_per_epoch} per epoch, {schedule.epochs} epochs"):
         log.info("%s", line)
         if console:
             print(line, flush=True)
@@ -183,7 +183,7 @@ def _fit(config: Config, data: DataSummary, plan: Plan, strategy, run: Path, ver
     # A resumed run continues the data stream where the backed-up epoch ended (same clips,
     # same augmentation), so that it ends with the weights of an uninterrupted run.
     start_epoch = _backed_up_epoch(out / "backup")
-    train_data, val_data = _datasets(config, plan, strategy, start_epoch)
+    train_data, val_data = _datasets(config, schedule, strategy, start_epoch)
     keras.utils.set_random_seed(t.seed)  # the model's initial weights
     with strategy.scope():
         model = build_tsn(
@@ -193,7 +193,7 @@ def _fit(config: Config, data: DataSummary, plan: Plan, strategy, run: Path, ver
             normalization=d.normalization, class_names=list(data.classes),
         )
         model.compile(
-            optimizer=make_optimizer(t, plan.iteration_size, first_conv_lr_mults(model, d.modality)),
+            optimizer=make_optimizer(t, schedule.iteration_size, first_conv_lr_mults(model, d.modality)),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
             jit_compile=t.jit_compile,
@@ -225,11 +225,11 @@ def _fit(config: Config, data: DataSummary, plan: Plan, strategy, run: Path, ver
         warnings.filterwarnings("ignore", message="Your input ran out of data")
         model.fit(
             train_data,
-            epochs=plan.epochs,
-            steps_per_epoch=plan.steps_per_epoch,
+            epochs=schedule.epochs,
+            steps_per_epoch=schedule.steps_per_epoch,
             validation_data=val_data,
             # Every validate_every epochs, and always the last one (1-based epochs).
-            validation_freq=sorted({*range(t.validate_every, plan.epochs + 1, t.validate_every), plan.epochs}),
+            validation_freq=sorted({*range(t.validate_every, schedule.epochs + 1, t.validate_every), schedule.epochs}),
             callbacks=run_callbacks,
             verbose=verbose,
             shuffle=False,  # the pipeline shuffles
@@ -247,7 +247,7 @@ def _fit(config: Config, data: DataSummary, plan: Plan, strategy, run: Path, ver
     return TrainResult(run, model_path, history_columns(history.rows))
 
 
-def _datasets(config: Config, plan: Plan, strategy, start_epoch: int = 0):
+def _datasets(config: Config, schedule: Schedule, strategy, start_epoch: int = 0):
     """Per-replica train (repeated) and validation datasets through ``distribute_datasets_from_function``.
 
     The train stream begins after the clips ``start_epoch`` finished epochs consumed: each
@@ -259,8 +259,8 @@ def _datasets(config: Config, plan: Plan, strategy, start_epoch: int = 0):
 
     def train_fn(context):
         per_pipeline = max(1, context.num_replicas_in_sync // max(1, context.num_input_pipelines))
-        start = start_epoch * plan.steps_per_epoch * plan.micro_batch_size * per_pipeline
-        return dataset_from_config(d, "train", plan.micro_batch_size, d.normalization, seed=seed,
+        start = start_epoch * schedule.steps_per_epoch * schedule.micro_batch_size * per_pipeline
+        return dataset_from_config(d, "train", schedule.micro_batch_size, d.normalization, seed=seed,
                                    input_context=context, repeat=True, start=start)
 
     train_data = strategy.distribute_datasets_from_function(train_fn)
@@ -268,7 +268,7 @@ def _datasets(config: Config, plan: Plan, strategy, start_epoch: int = 0):
         return train_data, None
 
     def val_fn(context):
-        return dataset_from_config(d, "val", plan.micro_batch_size, d.normalization, seed=seed,
+        return dataset_from_config(d, "val", schedule.micro_batch_size, d.normalization, seed=seed,
                                    input_context=context)
 
     return train_data, strategy.distribute_datasets_from_function(val_fn)
