@@ -56,8 +56,15 @@ from tfrecords_tools.convert import (
 from tfrecords_tools.errors import ConfigError
 from tfrecords_tools.journal import Journal
 from tfrecords_tools.plan import VideoEntry
-from tfrecords_tools.schema import STORED_KEYS, encode_video
-from tfrecords_tools.shards import RECORD_FOOTER_BYTES, RECORD_HEADER_BYTES, ShardIndex, index_path
+from tfrecords_tools.schema import encode_video
+from tfrecords_tools.shards import (
+    RECORD_FOOTER_BYTES,
+    RECORD_HEADER_BYTES,
+    ShardIndex,
+    assemble_index,
+    index_path,
+    jpeg_crcs,
+)
 from tfrecords_tools.worker import VideoSettings
 
 WORK_DIR = ".beam-work"
@@ -165,7 +172,8 @@ class _ConvertVideo(beam.DoFn):
             summary["size"] = len(framed)
             record = result.record
             meta["index"] = {"context": [record.video_id, record.label, record.label_name, record.num_frames],
-                             "length": len(data), "offsets": {k: v.tolist() for k, v in offsets.items()}}
+                             "length": len(data), "offsets": {k: v.tolist() for k, v in offsets.items()},
+                             "crc32": {k: v.tolist() for k, v in jpeg_crcs(record.frames).items()}}
             _write_atomic(record_path, framed)
         _write_atomic(meta_path, json.dumps(meta).encode())  # last: its presence marks the video done
         yield entry.split, summary
@@ -231,28 +239,16 @@ def plan_chunks(split: str, summaries: Iterable[dict], start: int, shard_number:
 
 def _shard_index(metas: list[dict]) -> ShardIndex:
     """The index ``ShardWriter`` would write for these records, from their sidecars."""
-    record_offsets, spans, position = [], [], 0
+    record_spans, spans, position = [], [], 0
     for meta in metas:
         start = position + RECORD_HEADER_BYTES
-        record_offsets.append(start)
+        record_spans.append((start, meta["length"]))
         spans.append({k: np.asarray(v, dtype=np.int64).reshape(-1, 2) + np.array([start, 0])
                       for k, v in meta["offsets"].items()})
         position = start + meta["length"] + RECORD_FOOTER_BYTES
-    keys = [k for k in STORED_KEYS if any(k in s for s in spans)]
-    empty = np.zeros((0, 2), dtype=np.int64)
-    per_key = {k: [s.get(k, empty) for s in spans] for k in keys}
-    contexts = [m["context"] for m in metas]
-    return ShardIndex(
-        video_id=np.array([c[0] for c in contexts], dtype=str),
-        label=np.array([c[1] for c in contexts], dtype=np.int64),
-        label_name=np.array([c[2] for c in contexts], dtype=str),
-        num_frames=np.array([c[3] for c in contexts], dtype=np.int64),
-        record_offset=np.array(record_offsets, dtype=np.int64),
-        record_length=np.array([m["length"] for m in metas], dtype=np.int64),
-        count={k: np.array([len(s) for s in per_key[k]], dtype=np.int64) for k in keys},
-        offset={k: np.concatenate([s[:, 0] for s in per_key[k]]) for k in keys},
-        length={k: np.concatenate([s[:, 1] for s in per_key[k]]) for k in keys},
-    )
+    # A sidecar written before per-JPEG checksums has none: its frames are then read unchecked.
+    crcs = [{k: np.asarray(v, dtype=np.uint32) for k, v in meta.get("crc32", {}).items()} for meta in metas]
+    return assemble_index([tuple(m["context"]) for m in metas], record_spans, spans, crcs)
 
 
 class _WriteShard(beam.DoFn):
