@@ -31,11 +31,11 @@ def _inner_median(flow):
 def test_tsn_flow_writes_each_format(pan_video, tmp_path, capsys):
     common = [str(pan_video), "--original-size", "--engine", "tf"]
     assert tsn(["flow", common[0], str(tmp_path / "npy"), *common[1:]]) == 0
-    assert "wrote 2 flow fields of 96x64 (tvl1, tf engine) as npy" in capsys.readouterr().out
+    assert "wrote 2 flow fields of 64x48 (tvl1, tf engine) as npy" in capsys.readouterr().out
     fields = sorted((tmp_path / "npy").iterdir())
     assert [p.name for p in fields] == ["flow_00001.npy", "flow_00002.npy"]
     flow = np.load(fields[0])
-    assert flow.shape == (64, 96, 2) and flow.dtype == np.float32
+    assert flow.shape == (48, 64, 2) and flow.dtype == np.float32
     assert np.abs(_inner_median(flow) - SHIFT).max() <= STEP / 2
 
     assert tsn(["flow", common[0], str(tmp_path / "jpeg"), *common[1:], "--format", "jpeg",
@@ -44,7 +44,7 @@ def test_tsn_flow_writes_each_format(pan_video, tmp_path, capsys):
     assert names == ["flow_x_00001.jpg", "flow_x_00002.jpg", "flow_y_00001.jpg", "flow_y_00002.jpg"]
     for axis, expected in zip("xy", SHIFT):
         stored = cv2.imread(str(tmp_path / "jpeg" / f"flow_{axis}_00002.jpg"), cv2.IMREAD_GRAYSCALE)
-        assert stored.shape == (64, 96)
+        assert stored.shape == (48, 64)
         assert abs(np.median(dequantize_flow(stored)[8:-8, 8:-8]) - expected) <= STEP / 2 + 1e-5
 
     # Colour-coded, with DIS (OpenCV engine) and resized to a given size.

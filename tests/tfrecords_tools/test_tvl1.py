@@ -12,7 +12,7 @@ from tfrecords_tools.flow_engines import OpenCVFlow, TensorFlowTVL1, make_flow, 
 from tfrecords_tools.tvl1_common import TVL1Params, linear_resize_taps, median_network, pyramid_sizes
 
 # Every XLA test runs on frames of this size with batch size 1, so that the session compiles once.
-TEST_SIZE = (96, 64)  # (width, height)
+TEST_SIZE = (64, 48)  # (width, height), as test_convert.py's TV-L1 conversion
 STEP = 2 * BOUND / 255
 
 
@@ -61,9 +61,12 @@ def test_median_network_selects_the_median():
     rng = np.random.default_rng(1)
     wires = list(rng.normal(size=(25, 500)))
     expected = np.median(np.stack(wires), axis=0)
-    for low, high, keep_min, keep_max in network:
+    for low, high, keep_min, keep_max in network:  # only the outputs the pruned network keeps
         a, b = wires[low], wires[high]
-        wires[low], wires[high] = np.minimum(a, b), np.maximum(a, b)
+        if keep_min:
+            wires[low] = np.minimum(a, b)
+        if keep_max:
+            wires[high] = np.maximum(a, b)
     assert np.array_equal(wires[12], expected)
     with pytest.raises(ValueError):
         median_network(4)
@@ -158,9 +161,10 @@ def test_known_shift_is_recovered(tf_engine):
 
 @pytest.mark.slow
 def test_accuracy_against_ground_truth_matches_opencv(tf_engine, shared_data):
-    # A real frame warped by translations, rotations and smooth fields of up to 15 px.
+    # A real frame warped by translations, rotations and smooth fields of up to 15 px; 96x64
+    # frames (one more compilation), since on 64x48 frames TV-L1 loses the largest motions.
     frame = real_frames(1, data=shared_data)[0][1]
-    pairs = synthetic_pairs(frame, TEST_SIZE, count=6)
+    pairs = synthetic_pairs(frame, (96, 64), count=6)
     opencv = FlowEstimator("tvl1")
     tf_epe = [end_point_error(tf_engine(p, n), f).mean() for p, n, f in pairs]
     cv_epe = [end_point_error(opencv(p, n), f).mean() for p, n, f in pairs]
