@@ -180,3 +180,16 @@ def test_agrees_with_opencv_on_real_video(tf_engine, shared_data):
     figures = agreement(ours, opencv)
     assert figures["median_epe_px"] <= 0.3, figures
     assert figures["mean_byte_diff"] <= 2.0, figures
+
+
+@pytest.mark.slow
+def test_benchmark_quick_run(capsys):
+    from benchmarks.bench_flow import main
+
+    results = main(["--quick"])
+    assert [row["batch"] for row in results["rows"]] == [1, 2]
+    assert all(row["tf_pairs_per_s"] > 0 and row["opencv_pairs_per_s"] > 0 for row in results["rows"])
+    assert results["agreement"]["median_epe_px"] <= 0.3
+    assert results["agreement"]["mean_byte_diff"] <= 2.0
+    assert set(results["ground_truth_epe"]) == {"tf", "opencv"}
+    assert "ratio tf/opencv" in capsys.readouterr().out
