@@ -69,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
         raise DataError(f"{args.video}: {err}") from None
     except ValueError as err:
         raise ConfigError(str(err)) from None
+    except OSError as err:  # the output folder cannot be created or written
+        raise DataError(f"{args.out}: {err.strerror or err}") from None
     width, height = result.size
     print(f"wrote {result.fields} flow fields of {width}x{height} ({args.algorithm}, {result.engine} engine) "
           f"as {args.fmt} to {args.out} [{result.seconds:.1f} s, {result.fields / result.seconds:.2f} pairs/s]")
