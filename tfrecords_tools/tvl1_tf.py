@@ -24,9 +24,9 @@ step for step, so that both engines give the same flow:
 
 The stopping rule is applied per pair: every pair of the batch carries an ``active`` flag, a
 pair that has converged keeps its state (masked updates) and the loop ends when no pair is
-active, so a pair gets exactly the iterations it would get alone. All the iterations of a
-level, the warps included, run inside one XLA-compiled ``tf.while_loop``; the whole pyramid
-is one compiled function per input shape. The same code runs on CPU and GPU.
+active, so a pair gets exactly the iterations it would get alone. A level is two nested
+``tf.while_loop`` (warps, iterations) and the whole pyramid one XLA-compiled function per
+input shape. The same code runs on CPU and GPU.
 """
 
 from __future__ import annotations
