@@ -80,7 +80,8 @@ def _solver(params: TVL1Params, jit_compile: bool):
     return TVL1Solver(params, jit_compile=jit_compile)
 
 
-def _gpu_available() -> bool:
+def _prepare_gpus() -> bool:
+    """Whether TensorFlow sees a GPU; if so, set it up for the flow engine (process-wide)."""
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
@@ -89,6 +90,12 @@ def _gpu_available() -> bool:
         # already initialised in this process keeps its setting.)
         with contextlib.suppress(RuntimeError):
             tf.config.experimental.set_memory_growth(gpu, True)
+    if gpus:
+        # A GPU reduction may sum in a different order from run to run (atomics), and the
+        # stopping rule compares that sum with a threshold: deterministic ops (XLA's included)
+        # keep the converter's output the same bytes on every run. On the CPU XLA's
+        # reductions are already deterministic. Not verified on a GPU here (none was lent).
+        tf.config.experimental.enable_op_determinism()
     return bool(gpus)
 
 
@@ -107,8 +114,9 @@ class TensorFlowTVL1:
     algorithm = "tvl1"
 
     def __init__(self, batch_size: int | None = None, params: TVL1Params | None = None, jit_compile: bool = True):
+        on_gpu = _prepare_gpus()
         if batch_size is None:
-            batch_size = GPU_BATCH if _gpu_available() else CPU_BATCH
+            batch_size = GPU_BATCH if on_gpu else CPU_BATCH
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.batch_size = int(batch_size)
