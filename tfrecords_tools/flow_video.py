@@ -84,6 +84,8 @@ def write_video_flow(video: str | os.PathLike, out: str | os.PathLike, *, algori
     if max_frames is not None and max_frames < 2:
         raise ValueError(f"max_frames must be at least 2 (flow needs two frames), got {max_frames}")
     resolved = resolve_engine(algorithm, engine)
+    if batch_size is not None and resolved != "tf":
+        raise ValueError(f"a batch size applies to the tf engine only (the {resolved} engine computes pair by pair)")
     reader = VideoReader(video, frame_size)  # raises VideoError before any work for a non-video
     flow = make_flow(algorithm, resolved, batch_size)
     out = Path(out)

@@ -61,7 +61,8 @@ def test_tsn_flow_errors_are_one_line(tmp_path, capsys, pan_video):
     for args in ([str(not_video), str(tmp_path / "o")],
                  [str(tmp_path / "missing.avi"), str(tmp_path / "o")],
                  [str(pan_video), str(tmp_path / "o"), "--algorithm", "dis", "--engine", "tf"],
-                 [str(pan_video), str(tmp_path / "o"), "--max-frames", "1"]):
+                 [str(pan_video), str(tmp_path / "o"), "--max-frames", "1"],
+                 [str(pan_video), str(tmp_path / "o"), "--engine", "opencv", "--batch-size", "8"]):
         assert tsn(["flow", *args]) == 2
         err = capsys.readouterr().err
         assert err.startswith("tsn flow: error: ") and err.count("\n") == 1, err
