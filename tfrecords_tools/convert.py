@@ -35,6 +35,7 @@ import numpy as np
 from tfrecords_tools.datasets import FORMATS, make_plan
 from tfrecords_tools.errors import ConfigError, DataError
 from tfrecords_tools.flow import ALGORITHMS, BOUND
+from tfrecords_tools.flow_engines import resolve_engine
 from tfrecords_tools.journal import Journal
 from tfrecords_tools.manifest import write_manifest
 from tfrecords_tools.plan import DatasetPlan, VideoEntry
@@ -171,7 +172,7 @@ class _SplitWriter:
 def convert_dataset(source: str | os.PathLike, out: str | os.PathLike, *, format: str = "folder", split: int = 1,
                     lists: dict[str, str | os.PathLike] | None = None, classes_file: str | os.PathLike | None = None,
                     val_fraction: float = 0.0, seed: int = 0, modalities: Iterable[str] = ("rgb",),
-                    flow: str = "tvl1", frame_size: tuple[int, int] | None = (340, 256),
+                    flow: str = "tvl1", flow_engine: str = "auto", frame_size: tuple[int, int] | None = (340, 256),
                     short_side: int | None = None, shard_size_mb: float = 200.0, jpeg_quality: int = 90,
                     workers: int = 1, present_classes_only: bool = False, strict: bool = False,
                     progress: bool = True, annotations: str | os.PathLike | None = None,
@@ -189,6 +190,8 @@ def convert_dataset(source: str | os.PathLike, out: str | os.PathLike, *, format
         seed: seed of the validation carve and of the train write order.
         modalities: any of ``rgb``, ``flow``, ``warped_flow``.
         flow: ``tvl1`` (the paper's), ``dis`` (fast on CPU) or ``farneback``.
+        flow_engine: ``auto``, ``tf`` (TV-L1 in TensorFlow, CPU or GPU) or ``opencv``
+            (:mod:`tfrecords_tools.flow_engines`; ``auto`` is ``tf`` for TV-L1).
         frame_size: stored ``(width, height)``, the paper's 340x256 by default; ``None`` keeps the size.
         short_side: resize to this shorter side instead of ``frame_size`` (keeps the aspect ratio).
         shard_size_mb: a shard is closed once it reaches this size.
@@ -208,6 +211,7 @@ def convert_dataset(source: str | os.PathLike, out: str | os.PathLike, *, format
 
     conversion = plan_conversion(source, format=format, split=split, lists=lists, classes_file=classes_file,
                                  val_fraction=val_fraction, seed=seed, modalities=modalities, flow=flow,
+                                 flow_engine=flow_engine,
                                  frame_size=frame_size, short_side=short_side, shard_size_mb=shard_size_mb,
                                  jpeg_quality=jpeg_quality, workers=workers, present_classes_only=present_classes_only,
                                  annotations=annotations)
@@ -271,7 +275,7 @@ class Conversion:
 def plan_conversion(source: str | os.PathLike, *, format: str = "folder", split: int = 1,
                     lists: dict[str, str | os.PathLike] | None = None, classes_file: str | os.PathLike | None = None,
                     val_fraction: float = 0.0, seed: int = 0, modalities: Iterable[str] = ("rgb",),
-                    flow: str = "tvl1", frame_size: tuple[int, int] | None = (340, 256),
+                    flow: str = "tvl1", flow_engine: str = "auto", frame_size: tuple[int, int] | None = (340, 256),
                     short_side: int | None = None, shard_size_mb: float = 200.0, jpeg_quality: int = 90,
                     workers: int = 1, present_classes_only: bool = False,
                     annotations: str | os.PathLike | None = None) -> Conversion:
@@ -282,13 +286,18 @@ def plan_conversion(source: str | os.PathLike, *, format: str = "folder", split:
     plan = make_plan(format, source, split=split, lists=lists, classes_file=classes_file, annotations=annotations,
                      val_fraction=val_fraction, seed=seed, present_classes_only=present_classes_only)
     needs_flow = "flow" in modalities or "warped_flow" in modalities
-    settings = VideoSettings(modalities=modalities, flow=flow, frame_size=frame_size,
+    try:
+        engine = resolve_engine(flow, flow_engine)
+    except ValueError as err:
+        raise ConfigError(f"flow_engine: {err}") from None
+    settings = VideoSettings(modalities=modalities, flow=flow, flow_engine=engine, frame_size=frame_size,
                              short_side=None if short_side is None else int(short_side),
                              jpeg_quality=int(jpeg_quality))
     options = {
         "format": format, "split": split if format in ("ucf101", "hmdb51") else None,
         "val_fraction": val_fraction, "seed": seed, "modalities": list(modalities),
-        "flow": flow if needs_flow else None, "frame_size": list(frame_size) if frame_size else None,
+        "flow": flow if needs_flow else None, "flow_engine": engine if needs_flow else None,
+        "frame_size": list(frame_size) if frame_size else None,
         "short_side": settings.short_side, "shard_size_mb": shard_size_mb, "jpeg_quality": settings.jpeg_quality,
         "present_classes_only": present_classes_only,
     }

@@ -38,6 +38,8 @@ def summarize(manifest: dict, root: str | os.PathLike = "") -> str:
             else f"short side {manifest['short_side']}" if manifest.get("short_side") else "original size")
     options = manifest.get("options", {})
     flow = f", flow {options['flow']}" if options.get("flow") else ""
+    if options.get("flow_engine"):
+        flow += f" ({options['flow_engine']} engine)"
     lines = [f"{root}: {len(manifest['classes'])} classes, modalities {', '.join(manifest.get('modalities', []))}"
              f"{flow}, frames {size}, tsn-keras {manifest.get('library_version', '?')}",
              f"  {'split':<8}{'videos':>8}{'shards':>8}{'MB':>10}   frames min / mean / max"]

@@ -2,7 +2,9 @@
 
 Nothing here imports TensorFlow (``schema.VideoRecord`` is plain Python): the converter's
 workers are started with ``spawn`` and must stay light, and TensorFlow must never be forked.
-:func:`init_worker` makes each worker process's converter once.
+:func:`init_worker` makes each worker process's converter once. The one exception to "no
+TensorFlow" is the ``tf`` flow engine, which loads TensorFlow in the worker when chosen; frame
+pairs reach the flow engine in batches of its ``batch_size``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import cv2
 import numpy as np
 
 from tfrecords_tools.errors import DataError
-from tfrecords_tools.flow import FlowEstimator, WarpedFlowEstimator, quantize_flow
+from tfrecords_tools.flow import CameraMotion, quantize_flow
+from tfrecords_tools.flow_engines import limit_tensorflow_threads, make_flow, warped_flow_batch
 from tfrecords_tools.manifest import MANIFEST_NAME, load_manifest
 from tfrecords_tools.plan import VideoEntry
 from tfrecords_tools.schema import VideoRecord
@@ -31,6 +34,7 @@ class VideoSettings:
 
     modalities: tuple[str, ...] = ("rgb",)
     flow: str = "tvl1"
+    flow_engine: str = "opencv"  # resolved ("tf" or "opencv"), never "auto"
     frame_size: tuple[int, int] | None = PAPER_FRAME_SIZE
     short_side: int | None = None
     jpeg_quality: int = 90
@@ -95,19 +99,20 @@ class VideoConverter:
     The flow objects are made anew for each video: OpenCV's DIS keeps state from one call to the
     next (the same frame pair gives a different field after other pairs), so reusing one across
     videos would make a video's bytes depend on which video its worker converted before, i.e. on
-    scheduling. Making them costs microseconds.
+    scheduling. Making them costs microseconds (the TensorFlow engine's compiled solver is cached
+    per process, not per object).
     """
 
     def __init__(self, settings: VideoSettings):
         self.settings = settings
-        self.flow: FlowEstimator | None = None
-        self.warped: WarpedFlowEstimator | None = None
+        self.flow = None  # flow_engines.make_flow's engine, made per video
+        self.warped: CameraMotion | None = None
 
     def _new_estimators(self) -> None:
         settings = self.settings
         needs_flow = "flow" in settings.modalities or "warped_flow" in settings.modalities
-        self.flow = FlowEstimator(settings.flow) if needs_flow else None
-        self.warped = WarpedFlowEstimator(self.flow) if "warped_flow" in settings.modalities else None
+        self.flow = make_flow(settings.flow, settings.flow_engine) if needs_flow else None
+        self.warped = CameraMotion() if "warped_flow" in settings.modalities else None
 
     def __call__(self, entry: VideoEntry, label_name: str) -> VideoResult:
         result = VideoResult(entry, label_name)
@@ -132,7 +137,7 @@ class VideoConverter:
                                     height, width, frames=encoded.frames)
 
     def encode(self, path, flow_fields: Collection[int] | None = None) -> EncodedVideo:
-        """The stored frame lists of one video file, frame by frame (memory: one frame pair).
+        """The stored frame lists of one video file, frame by frame (memory: one batch of frame pairs).
 
         Args:
             path: the video file.
@@ -152,6 +157,7 @@ class VideoConverter:
         encoded = EncodedVideo(frames, VideoReader(path, settings.frame_size, settings.short_side, settings.max_side))
         wanted = None if flow_fields is None else set(flow_fields)
         previous = None
+        pairs: list[tuple] = []  # (field, previous, next) waiting for a full batch of the flow engine
         for index, frame in enumerate(encoded.reader):
             if want_rgb:
                 frames["rgb"].append(encode_jpeg(frame, quality))
@@ -160,15 +166,13 @@ class VideoConverter:
             gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
             field = index - 1
             if previous is not None and (wanted is None or field in wanted):
-                plain = self.flow(previous, gray)
-                if "flow" in computed:
-                    computed["flow"][field] = _quantised_jpegs(plain, quality)
-                if self.warped is not None:
-                    warped, fell_back = self.warped(previous, gray, plain)
-                    encoded.warp_fields += 1
-                    encoded.warp_fallbacks += int(fell_back)
-                    computed["warped_flow"][field] = _quantised_jpegs(warped, quality)
+                pairs.append((field, previous, gray))
+                if len(pairs) == self.flow.batch_size:
+                    self._flow_batch(pairs, computed, encoded)
+                    pairs = []
             previous = gray
+        if pairs:
+            self._flow_batch(pairs, computed, encoded)
         encoded.reader.check_complete()
         if self.flow is not None and encoded.reader.decoded < 2:
             raise VideoError("only 1 frame decoded: optical flow needs at least 2")
@@ -181,6 +185,21 @@ class VideoConverter:
             frames[f"{modality}_x"] = [fields[int(j)][0] for j in nearest]
             frames[f"{modality}_y"] = [fields[int(j)][1] for j in nearest]
         return encoded
+
+    def _flow_batch(self, pairs: list[tuple], computed: dict[str, dict], encoded: EncodedVideo) -> None:
+        """Flow (and warped flow) of ``(field, previous, next)`` frame pairs, one engine call."""
+        quality = self.settings.jpeg_quality
+        fields, prevs, nexts = zip(*pairs)
+        plains = self.flow.batch(list(prevs), list(nexts))
+        if "flow" in computed:
+            for field, plain in zip(fields, plains):
+                computed["flow"][field] = _quantised_jpegs(plain, quality)
+        if self.warped is not None:
+            warped = warped_flow_batch(self.flow, self.warped, list(prevs), list(nexts), plains)
+            for field, (flow, fell_back) in zip(fields, warped):
+                encoded.warp_fields += 1
+                encoded.warp_fallbacks += int(fell_back)
+                computed["warped_flow"][field] = _quantised_jpegs(flow, quality)
 
     def _flow_modalities(self) -> list[str]:
         return [m for m in ("flow", "warped_flow") if m in self.settings.modalities]
@@ -209,6 +228,8 @@ def init_worker(settings: VideoSettings, threads: int | None = 1) -> None:
     global _CONVERTER
     if threads is not None:
         cv2.setNumThreads(threads)
+        if settings.flow_engine == "tf":
+            limit_tensorflow_threads(threads)
     _CONVERTER = VideoConverter(settings)
 
 

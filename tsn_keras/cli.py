@@ -21,6 +21,7 @@ from tsn_keras.version import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("tsn_keras.commands.demo", "generate a synthetic two-stream dataset and run the whole workflow on it"),
     "convert": ("tsn_keras.commands.convert", "convert a video dataset to sharded TFRecords (RGB, optical flow, warped flow)"),
+    "flow": ("tsn_keras.commands.flow", "optical flow of one video as float arrays, stored JPEG pairs or colour pictures"),
     "inspect": ("tsn_keras.commands.inspect", "summarise and verify converted shards; --dump writes a contact sheet"),
     "train": ("tsn_keras.commands.train", "train a TSN from a recipe (YAML) with model.fit"),
     "evaluate": ("tsn_keras.commands.evaluate", "test a trained model with the 25-snippet, 1/3/10-crop protocol"),

@@ -19,6 +19,7 @@ import os
 
 from tfrecords_tools.datasets import FORMATS
 from tfrecords_tools.flow import ALGORITHMS as FLOWS
+from tfrecords_tools.flow_engines import ENGINES as FLOW_ENGINES
 from tsn_keras.errors import ConfigError
 from tsn_keras.vocab import CONVERTED_MODALITIES
 
@@ -78,7 +79,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--modalities", type=_modalities, default=("rgb",),
                         help=f"comma-separated: {', '.join(CONVERTED_MODALITIES)} [rgb]")
     parser.add_argument("--flow", choices=FLOWS, default="tvl1",
-                        help="optical flow: tvl1 (the paper's, ~1 s/frame on CPU), dis (fast), farneback [tvl1]")
+                        help="optical flow: tvl1 (the paper's), dis (fast), farneback [tvl1]")
+    parser.add_argument("--flow-engine", choices=FLOW_ENGINES, default="auto",
+                        help="who computes TV-L1: tf (TensorFlow, XLA, CPU or GPU), opencv (CPU, ~1 s/frame); "
+                             "auto: tf for tvl1, opencv for dis/farneback [auto]")
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--frame-size", type=_frame_size, default=(340, 256), metavar="WxH",
                       help="stored frame size [340x256, the paper's]")
@@ -110,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
     options = dict(
         format=args.format, split=args.split, lists=_lists(args.lists), classes_file=args.classes,
         val_fraction=args.val_fraction, seed=args.seed, modalities=args.modalities, flow=args.flow,
+        flow_engine=args.flow_engine,
         frame_size=None if args.original_size else args.frame_size, short_side=args.short_side,
         shard_size_mb=args.shard_size_mb, jpeg_quality=args.jpeg_quality,
         present_classes_only=args.present_classes_only, strict=False, annotations=args.annotations,
