@@ -45,7 +45,7 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from tfrecords_tools.convert import (
+from tfrecords_tools.conversion import (
     Conversion,
     finish_conversion,
     plan_conversion,

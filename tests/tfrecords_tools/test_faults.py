@@ -152,7 +152,7 @@ def test_read_only_output_is_one_line(tiny_videos, small_fs, capsys):
 
 
 def test_a_header_that_over_counts_is_reported_with_how_much_and_why_it_is_harmless():
-    from tfrecords_tools.convert import truncation_note
+    from tfrecords_tools.conversion import truncation_note
 
     # Every JHMDB clip: the AVI header declares 48 frames, 40 decode.
     note = truncation_note([{"path": f"a/{i}.avi", "split": "train", "decoded": 40, "declared": 48} for i in range(3)])

@@ -8,8 +8,9 @@ from tests.tfrecords_tools.conftest import panning_frames, shard_bytes, write_vi
 from tests.tfrecords_tools.test_tvl1 import TEST_SIZE
 from tfrecords_tools.convert import convert_dataset
 from tfrecords_tools.flow import BOUND, dequantize_flow
+from tfrecords_tools.manifest import load_manifest, split_shards
 from tsn_keras.cli import main as tsn
-from tsn_keras.data.records import load_manifest, parse_video, split_shards
+from tsn_keras.data.reader import parse_video
 from tsn_keras.errors import ConfigError
 
 SHIFT = (3, -2)

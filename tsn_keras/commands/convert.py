@@ -109,7 +109,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from tfrecords_tools.convert import convert_dataset, strict_error, summary_line
+    from tfrecords_tools.conversion import strict_error, summary_line
+    from tfrecords_tools.convert import convert_dataset
 
     options = dict(
         format=args.format, split=args.split, lists=_lists(args.lists), classes_file=args.classes,

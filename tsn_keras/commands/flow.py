@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import argparse
 
-ALGORITHMS = ("tvl1", "dis", "farneback")
-ENGINES = ("auto", "tf", "opencv")
-FORMATS = ("npy", "jpeg", "png")
+from tfrecords_tools.flow import ALGORITHMS
+from tfrecords_tools.flow_engines import ENGINES
+from tfrecords_tools.flow_video import FORMATS
 
 
 def _frame_size(text: str) -> tuple[int, int]:
