@@ -114,13 +114,15 @@ def plan_conversion(source: str | os.PathLike, *, format: str = "folder", split:
                     flow: str = "tvl1", flow_engine: str = "auto", frame_size: tuple[int, int] | None = (340, 256),
                     short_side: int | None = None, shard_size_mb: float = 200.0, jpeg_quality: int = 90,
                     workers: int = 1, present_classes_only: bool = False,
-                    annotations: str | os.PathLike | None = None) -> Conversion:
+                    annotations: str | os.PathLike | None = None, test_fraction: float = 0.0,
+                    group_by: str = "none") -> Conversion:
     """Check the options and parse the dataset (arguments as in :func:`convert_dataset`)."""
     modalities = tuple(modalities)
     _check_options(format, modalities, flow, frame_size, short_side, shard_size_mb, jpeg_quality, workers)
     frame_size = None if short_side is not None or frame_size is None else (int(frame_size[0]), int(frame_size[1]))
     plan = make_plan(format, source, split=split, lists=lists, classes_file=classes_file, annotations=annotations,
-                     val_fraction=val_fraction, seed=seed, present_classes_only=present_classes_only)
+                     val_fraction=val_fraction, seed=seed, present_classes_only=present_classes_only,
+                     test_fraction=test_fraction, group_by=group_by)
     needs_flow = "flow" in modalities or "warped_flow" in modalities
     try:
         engine = resolve_engine(flow, flow_engine)
@@ -136,6 +138,8 @@ def plan_conversion(source: str | os.PathLike, *, format: str = "folder", split:
         "frame_size": list(frame_size) if frame_size else None,
         "short_side": settings.short_side, "shard_size_mb": shard_size_mb, "jpeg_quality": settings.jpeg_quality,
         "present_classes_only": present_classes_only,
+        # None when unused, so that conversions journalled before these options existed still resume
+        "test_fraction": test_fraction or None, "group_by": None if group_by == "none" else group_by,
     }
     return Conversion(plan, _write_order(plan, seed), settings, options, int(shard_size_mb * 1024 * 1024))
 

@@ -106,7 +106,7 @@ def convert_dataset(source: str | os.PathLike, out: str | os.PathLike, *, format
                     short_side: int | None = None, shard_size_mb: float = 200.0, jpeg_quality: int = 90,
                     workers: int = 1, present_classes_only: bool = False, strict: bool = False,
                     progress: bool = True, annotations: str | os.PathLike | None = None,
-                    overwrite: bool = False) -> dict:
+                    overwrite: bool = False, test_fraction: float = 0.0, group_by: str = "none") -> dict:
     """Convert a video dataset to TSN shards in ``out`` and return the manifest (also written there).
 
     Args:
@@ -117,6 +117,11 @@ def convert_dataset(source: str | os.PathLike, out: str | os.PathLike, *, format
         lists: ``{split name: list file}`` for format ``list`` (``<relative path> <0-based label>`` lines).
         classes_file: class names for format ``list`` (one per line, or ``<1-based index> <name>``).
         val_fraction: share of train carved into a seeded ``val`` split (by group for UCF101/HMDB51).
+        test_fraction: share of train carved into a seeded ``test`` split (formats ``folder``, and
+            ``list`` without a test list), after val.
+        group_by: how ``folder``/``list`` videos are grouped for both carves, whole groups moving:
+            ``none`` (each video alone), ``ucf101`` (``_gXX_``), ``hmdb51`` (the source movie) or
+            ``regex:<pattern>`` (its first capture group, searched in the relative path).
         seed: seed of the validation carve and of the train write order.
         modalities: any of ``rgb``, ``flow``, ``warped_flow``.
         flow: ``tvl1`` (the paper's), ``dis`` (fast on CPU) or ``farneback``.
@@ -144,7 +149,7 @@ def convert_dataset(source: str | os.PathLike, out: str | os.PathLike, *, format
                                  flow_engine=flow_engine,
                                  frame_size=frame_size, short_side=short_side, shard_size_mb=shard_size_mb,
                                  jpeg_quality=jpeg_quality, workers=workers, present_classes_only=present_classes_only,
-                                 annotations=annotations)
+                                 annotations=annotations, test_fraction=test_fraction, group_by=group_by)
     plan, order, settings, target_bytes = conversion.plan, conversion.order, conversion.settings, conversion.target_bytes
     out = Path(out)
     journal = Journal.open(out, conversion.header, overwrite)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tfrecords_tools.errors import ConfigError, DataError
 from tfrecords_tools.plan import DatasetPlan, VideoEntry
-from tfrecords_tools.splitting import carve_validation, hmdb_group, overlap_rejects, ucf_group
+from tfrecords_tools.splitting import carve_splits, group_rule, hmdb_group, overlap_rejects, ucf_group
 
 FORMATS: tuple[str, ...] = ("ucf101", "hmdb51", "folder", "list", "kinetics")
 UCF_LISTS_DIR = "ucfTrainTestlist"
@@ -148,7 +148,8 @@ def ucf101(source: str | os.PathLike, split: int = 1, annotations=None, val_frac
                 raise DataError(f"{list_path}:{number}: label {parts[1]} does not match class {class_name!r} "
                                 f"(classInd gives {label + 1})")
             listed[split_name].append(VideoEntry(rel, rel, Path(rel).stem, label, split_name))
-    train, val = carve_validation(listed["train"], classes, val_fraction, seed, group_of=ucf_group)
+    train, carved = carve_splits(listed["train"], classes, {"val": val_fraction}, seed, group_of=ucf_group)
+    val = carved["val"]
     return _plan(classes, {"train": train, "val": val, "test": listed["test"]}, video_root)
 
 
@@ -178,12 +179,15 @@ def hmdb51(source: str | os.PathLike, split: int = 1, annotations=None, val_frac
             split_name = "train" if parts[1] == "1" else "test"
             rel = f"{name}/{parts[0]}"
             listed[split_name].append(VideoEntry(rel, rel, Path(rel).stem, label, split_name))
-    train, val = carve_validation(listed["train"], classes, val_fraction, seed, group_of=hmdb_group)
+    train, carved = carve_splits(listed["train"], classes, {"val": val_fraction}, seed, group_of=hmdb_group)
+    val = carved["val"]
     return _plan(classes, {"train": train, "val": val, "test": listed["test"]}, video_root)
 
 
-def folder(source: str | os.PathLike, val_fraction: float = 0.0, seed: int = 0) -> DatasetPlan:
-    """``<root>/<class>/<video>``: classes are the sorted folder names; ``val`` is a seeded fraction.
+def folder(source: str | os.PathLike, val_fraction: float = 0.0, seed: int = 0, test_fraction: float = 0.0,
+           group_by: str = "none") -> DatasetPlan:
+    """``<root>/<class>/<video>``: classes are the sorted folder names; ``val`` and ``test`` are
+    seeded fractions of each class's groups (``group_by``: see :func:`splitting.group_rule`).
 
     Every non-hidden file in a class folder is listed (a file that is not a video is then
     rejected with a reason, not skipped in silence); an unreadable class folder is a reject.
@@ -206,8 +210,9 @@ def folder(source: str | os.PathLike, val_fraction: float = 0.0, seed: int = 0) 
                 rels.append(f"{name}/{file_name}")
                 labels.append(label)
     entries = [VideoEntry(str(root / rel), rel, vid, label, "train") for rel, vid, label in zip(rels, _stem_ids(rels), labels)]
-    train, val = carve_validation(entries, classes, val_fraction, seed)
-    plan = DatasetPlan(classes, {"train": train, "val": val})
+    group_of = group_rule(group_by, rels, "group_by/--group-by")
+    train, carved = carve_splits(entries, classes, {"val": val_fraction, "test": test_fraction}, seed, group_of)
+    plan = DatasetPlan(classes, {"train": train, **carved})
     plan.rejects.extend(rejects)
     return plan
 
@@ -225,8 +230,13 @@ def read_classes_file(path: str | os.PathLike) -> list[str]:
 
 
 def list_files(source: str | os.PathLike, lists: dict[str, str | os.PathLike],
-               classes_file: str | os.PathLike | None = None) -> DatasetPlan:
-    """List files of ``<relative path> <0-based label>`` lines (mmaction2's video lists), one per split."""
+               classes_file: str | os.PathLike | None = None, val_fraction: float = 0.0, seed: int = 0,
+               test_fraction: float = 0.0, group_by: str = "none") -> DatasetPlan:
+    """List files of ``<relative path> <0-based label>`` lines (mmaction2's video lists), one per split.
+
+    ``val_fraction`` / ``test_fraction`` carve seeded fractions of each class's groups
+    (``group_by``) from the train list, for a split that has no list of its own.
+    """
     root = Path(source)
     if not lists:
         raise ConfigError("format 'list' needs at least one list file: lists={'train': 'train.txt', ...} "
@@ -255,6 +265,20 @@ def list_files(source: str | os.PathLike, lists: dict[str, str | os.PathLike],
     splits = {name: [VideoEntry(rel, rel, next(ids), label, name) for rel, label in rows]
               for name, rows in parsed.items()}
     splits, repeated = overlap_rejects(splits)
+    fractions = {"val": val_fraction, "test": test_fraction}
+    for name, fraction in fractions.items():
+        if fraction and name in splits:
+            raise ConfigError(f"{name}_fraction/--{name}-fraction carves {name} from the train list, but a {name} "
+                              f"list was given (--list {name}=...): use one or the other")
+        if fraction and "train" not in splits:
+            raise ConfigError(f"{name}_fraction/--{name}-fraction carves {name} from the train list: pass one "
+                              "(--list train=train.txt)")
+    if any(fractions.values()):
+        group_of = group_rule(group_by, [e.rel for e in splits["train"]], "group_by/--group-by")
+        splits["train"], carved = carve_splits(splits["train"], classes, fractions, seed, group_of)
+        splits.update((name, entries) for name, entries in carved.items() if fractions[name])
+    elif group_by != "none":
+        group_rule(group_by, all_rels, "group_by/--group-by")  # checked even when nothing is carved
     plan = _plan(classes, splits, root)
     plan.rejects.extend(repeated)
     return plan
@@ -297,17 +321,25 @@ def keep_present_classes(plan: DatasetPlan) -> DatasetPlan:
 
 def make_plan(format: str, source: str | os.PathLike, *, split: int = 1, lists=None, classes_file=None,
               annotations=None, val_fraction: float = 0.0, seed: int = 0,
-              present_classes_only: bool = False) -> DatasetPlan:
-    """Parse a dataset in one of :data:`FORMATS` (see the parser of each)."""
+              present_classes_only: bool = False, test_fraction: float = 0.0, group_by: str = "none") -> DatasetPlan:
+    """Parse a dataset in one of :data:`FORMATS` (see the parser of each).
+
+    ``test_fraction`` and ``group_by`` (:data:`splitting.GROUP_PRESETS` or ``regex:<pattern>``) are for
+    the folder and list formats; UCF101 and HMDB51 group by their own rule.
+    """
     if format not in FORMATS:
         raise ConfigError(f"format {format!r} is not supported; choose one of {', '.join(FORMATS)}")
-    if not 0.0 <= val_fraction < 1.0:
-        raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    for name, fraction in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 <= fraction < 1.0:
+            raise ConfigError(f"{name} must be in [0, 1), got {fraction}")
+    if val_fraction + test_fraction >= 1.0:
+        raise ConfigError(f"val_fraction + test_fraction must be below 1 (train keeps the rest), got "
+                          f"{val_fraction} + {test_fraction}")
     if format != "list" and (lists or classes_file):
         raise ConfigError(f"lists/--list and classes_file/--classes are for format 'list', not {format!r}")
-    if format == "list" and val_fraction:
-        raise ConfigError("format 'list' takes its splits from the list files; val_fraction is not used with it "
-                          "(pass a val list: --list val=val.txt)")
+    if format not in ("folder", "list") and (test_fraction or group_by != "none"):
+        raise ConfigError(f"test_fraction/--test-fraction and group_by/--group-by are for the folder and list formats; "
+                          f"{format} has an official test split and its own grouping")
     if format in ("folder", "list") and annotations is not None:
         raise ConfigError(f"annotations/--annotations is for the ucf101 and hmdb51 formats, not {format!r}")
     if format == "kinetics":
@@ -324,10 +356,11 @@ def make_plan(format: str, source: str | os.PathLike, *, split: int = 1, lists=N
     elif format == "hmdb51":
         plan = hmdb51(source, split, annotations, val_fraction, seed)
     elif format == "folder":
-        plan = folder(source, val_fraction, seed)
+        plan = folder(source, val_fraction, seed, test_fraction, group_by)
     else:
-        plan = list_files(source, lists, classes_file)
-    plan.splits = {name: entries for name, entries in plan.splits.items() if entries or name != "val"}
+        plan = list_files(source, lists, classes_file, val_fraction, seed, test_fraction, group_by)
+    carved = {"val"} | ({"test"} if test_fraction else set())  # a carved split may come out empty
+    plan.splits = {name: entries for name, entries in plan.splits.items() if entries or name not in carved}
     if present_classes_only:
         plan = keep_present_classes(plan)
     return plan

@@ -1,8 +1,9 @@
 """How listed videos are split: clips of one source video kept together, and listing mistakes.
 
 Clips cut from one source video (UCF101's ``gXX``, an HMDB51 movie) look alike; a clip of it in
-train and another in val or test leaks. ``carve_validation`` moves whole groups; the group
-rules are ``ucf_group`` and ``hmdb_group``. ``overlap_rejects`` finds videos listed twice in a
+train and another in val or test leaks. ``carve_splits`` moves whole groups into val/test; the
+group rules are ``ucf_group``, ``hmdb_group`` and ``group_rule`` (presets or a regex, for class
+folders and list files). ``overlap_rejects`` finds videos listed twice in a
 split or in two splits (hand-made list files).
 """
 
@@ -16,6 +17,8 @@ from typing import TypeVar
 
 import numpy as np
 
+from tfrecords_tools.errors import ConfigError
+
 # A listed video (``datasets.VideoEntry``): anything with ``rel``, ``label`` and ``split``.
 Entry = TypeVar("Entry")
 
@@ -24,37 +27,80 @@ def _class_rng(seed: int, name: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(name.encode())])
 
 
-def carve_validation(entries: list[Entry], classes: list[str], fraction: float, seed: int,
-                     group_of=None) -> tuple[list[Entry], list[Entry]]:
-    """Move a seeded ``fraction`` of each class from train to ``val``.
+def carve_splits(entries: list[Entry], classes: list[str], fractions: dict[str, float], seed: int,
+                 group_of=None) -> tuple[list[Entry], dict[str, list[Entry]]]:
+    """Move a seeded fraction of each class's groups from train to each named split.
 
-    With ``group_of`` (video path -> group key), whole groups move, so that clips cut from the
-    same source video (UCF101's ``gXX``) never straddle train and val: that would leak.
-    Returns ``(train, val)``, each in the input order.
+    ``fractions`` maps split names to shares of a class's groups, in carving order (``{"val":
+    0.1, "test": 0.2}``). With ``group_of`` (video path -> group key), whole groups move, so that
+    clips cut from one source video (UCF101's ``gXX``) never straddle two splits: that would
+    leak; without it every clip is its own group. Per class the groups are sorted and permuted
+    by a generator seeded from ``(seed, class name)``; the first split takes the first
+    ``round(fraction * groups)`` of the permutation (at least one), the next split the
+    following ones, and so on, leaving train at least one group (later splits give way first).
+    A split's groups therefore do not depend on the splits carved after it.
+    Returns ``(train, {name: entries})``, each in the input order.
     """
-    if fraction <= 0:
-        return entries, []
+    wanted = {name: fraction for name, fraction in fractions.items() if fraction > 0}
+    if not wanted:
+        return entries, {name: [] for name in fractions}
     keys_of: dict[int, set] = {}
     for e in entries:
         keys_of.setdefault(e.label, set()).add(group_of(e.rel) if group_of else e.rel)
-    val_keys: set = set()
+    split_of: dict[tuple, str] = {}
     for label, name in enumerate(classes):
         keys = sorted(keys_of.get(label, ()))
-        if not keys:
-            continue
-        count = round(fraction * len(keys))
-        if count == 0 and len(keys) > 1:
-            count = 1  # every class gets some validation clips
-        count = min(count, len(keys) - 1) if len(keys) > 1 else 0
-        chosen = _class_rng(seed, name).permutation(len(keys))[:count]
-        val_keys.update((label, keys[i]) for i in chosen)
+        if len(keys) < 2:
+            continue  # a lone group stays in train
+        order = _class_rng(seed, name).permutation(len(keys))
+        taken = 0
+        for split, fraction in wanted.items():
+            count = min(max(round(fraction * len(keys)), 1), len(keys) - 1 - taken)
+            split_of.update(((label, keys[i]), split) for i in order[taken:taken + count])
+            taken += count
 
-    def is_val(e: Entry) -> bool:
-        return (e.label, group_of(e.rel) if group_of else e.rel) in val_keys
+    def split_name(e: Entry) -> str | None:
+        return split_of.get((e.label, group_of(e.rel) if group_of else e.rel))
 
-    train = [e for e in entries if not is_val(e)]
-    val = [replace(e, split="val") for e in entries if is_val(e)]
-    return train, val
+    train = [e for e in entries if split_name(e) is None]
+    carved = {name: [replace(e, split=name) for e in entries if split_name(e) == name] for name in fractions}
+    return train, carved
+
+
+GROUP_PRESETS: tuple[str, ...] = ("none", "ucf101", "hmdb51")
+
+
+def group_rule(group_by: str, rels: list[str], option: str = "group_by"):
+    """The group rule (video path -> group key) named by ``group_by``; ``None`` for ``none``.
+
+    ``group_by`` is a preset of :data:`GROUP_PRESETS` (``ucf101``: the ``_gXX_`` of the file
+    name; ``hmdb51``: the part of the file name before ``_<class folder>_``) or
+    ``regex:<pattern>``, searched in each relative path: its first capture group (or else
+    the whole match) names the group; a path it does not match is a group of its own. A bad
+    pattern, or one that matches none of ``rels``, is a ``ConfigError`` naming ``option``.
+    """
+    if group_by == "none":
+        return None
+    if group_by == "ucf101":
+        return ucf_group
+    if group_by == "hmdb51":
+        return hmdb_group
+    if not group_by.startswith("regex:"):
+        raise ConfigError(f"{option} {group_by!r}: choose one of {', '.join(GROUP_PRESETS)} or regex:<pattern>")
+    try:
+        pattern = re.compile(group_by[len("regex:"):])
+    except re.error as err:
+        raise ConfigError(f"{option} {group_by!r}: not a regular expression ({err})") from None
+    if not pattern.pattern or not any(pattern.search(rel) for rel in rels):
+        raise ConfigError(f"{option} {group_by!r}: the pattern matches none of the {len(rels)} listed videos")
+
+    def regex_group(rel: str) -> str:
+        match = pattern.search(rel)
+        if match is None:
+            return f"\0{rel}"  # unmatched: its own group (no group name starts with NUL)
+        return match.group(1) if pattern.groups else match.group(0)
+
+    return regex_group
 
 
 def ucf_group(rel: str) -> str:

@@ -5,6 +5,7 @@ Examples::
     tsn convert --format ucf101 --split 1 --modalities rgb,flow --present-classes-only data/ shards/
     tsn convert --format list --list train=train.txt --list test=test.txt --classes classes.txt videos/ shards/
     tsn convert --format folder --val-fraction 0.2 --flow dis my_videos/ shards/
+    tsn convert --format folder --group-by ucf101 --val-fraction 0.1 --test-fraction 0.2 my_videos/ shards/
     tsn convert --format kinetics --annotations kinetics400/ --short-side 256 kinetics400/videos/ shards/
     tsn convert --format ucf101 --runner beam \
         --beam-options "--direct_num_workers=2 --direct_running_mode=multi_processing" data/ shards/
@@ -20,6 +21,7 @@ import os
 from tfrecords_tools.datasets import FORMATS
 from tfrecords_tools.flow import ALGORITHMS as FLOWS
 from tfrecords_tools.flow_engines import ENGINES as FLOW_ENGINES
+from tfrecords_tools.splitting import GROUP_PRESETS
 from tsn_keras.errors import ConfigError
 from tsn_keras.vocab import CONVERTED_MODALITIES
 
@@ -74,8 +76,17 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="format list: a split's list file, repeatable (--list train=a.txt --list test=b.txt)")
     parser.add_argument("--classes", metavar="FILE", help="format list: class names, one per line or '<1-based idx> <name>'")
     parser.add_argument("--val-fraction", type=float, default=0.0,
-                        help="share of train moved to a seeded 'val' split (by group for ucf101/hmdb51) [0]")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the val split and of the train order [0]")
+                        help="share of each class's train groups moved to a seeded 'val' split (groups: the "
+                             "official rule for ucf101/hmdb51, --group-by for folder/list) [0]")
+    parser.add_argument("--test-fraction", type=float, default=0.0,
+                        help="folder, list without a test list: share of each class's train groups moved to a "
+                             "seeded 'test' split, after val [0]")
+    parser.add_argument("--group-by", default="none", metavar="RULE",
+                        help="folder, list: what keeps clips together in the val/test carves: "
+                             f"{', '.join(GROUP_PRESETS)} (ucf101: the _gXX_ of the name; hmdb51: the name before "
+                             "_<class>_, the source movie) or regex:PATTERN (its first group, searched in the "
+                             "relative path) [none: each clip alone]")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the val/test carves and of the train order [0]")
     parser.add_argument("--modalities", type=_modalities, default=("rgb",),
                         help=f"comma-separated: {', '.join(CONVERTED_MODALITIES)} [rgb]")
     parser.add_argument("--flow", choices=FLOWS, default="tvl1",
@@ -114,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
 
     options = dict(
         format=args.format, split=args.split, lists=_lists(args.lists), classes_file=args.classes,
-        val_fraction=args.val_fraction, seed=args.seed, modalities=args.modalities, flow=args.flow,
+        val_fraction=args.val_fraction, test_fraction=args.test_fraction, group_by=args.group_by, seed=args.seed, modalities=args.modalities, flow=args.flow,
         flow_engine=args.flow_engine,
         frame_size=None if args.original_size else args.frame_size, short_side=args.short_side,
         shard_size_mb=args.shard_size_mb, jpeg_quality=args.jpeg_quality,
