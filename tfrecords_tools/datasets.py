@@ -212,6 +212,8 @@ def folder(source: str | os.PathLike, val_fraction: float = 0.0, seed: int = 0, 
     entries = [VideoEntry(str(root / rel), rel, vid, label, "train") for rel, vid, label in zip(rels, _stem_ids(rels), labels)]
     group_of = group_rule(group_by, rels, "group_by/--group-by")
     train, carved = carve_splits(entries, classes, {"val": val_fraction, "test": test_fraction}, seed, group_of)
+    if not test_fraction:
+        del carved["test"]  # no test split unless asked for
     plan = DatasetPlan(classes, {"train": train, **carved})
     plan.rejects.extend(rejects)
     return plan
