@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,15 @@ def test_cli_group_by_and_test_fraction_reach_the_manifest_and_guard_resume(tmp_
     with pytest.raises(SystemExit) as exit_:
         tsn(["convert", str(source), str(out), "--test-fraction", "a third"])
     assert exit_.value.code == 2
+
+
+def test_val_carves_are_those_of_earlier_versions(shared_data):
+    """Pinned from carve_validation before carve_splits: existing conversions keep their val split."""
+    plan = make_plan("ucf101", shared_data, val_fraction=0.2, seed=3, present_classes_only=True)
+    assert sorted({(plan.classes[e.label], ucf_group(e.rel)) for e in plan.splits["val"]}) == [
+        (name, f"g{g:02d}") for name, groups in (("Archery", (8, 10, 13, 18)), ("BasketballDunk", (8, 9, 20, 21)),
+                                                 ("PlayingPiano", (9, 10, 21, 25)), ("PlayingViolin", (12, 15, 19, 24)))
+        for g in groups]
+    val = make_plan("folder", shared_data / "UCF-101", val_fraction=0.1, seed=7).splits["val"]
+    digest = hashlib.sha256("\n".join(e.rel for e in val).encode()).hexdigest()[:16]
+    assert (len(val), digest) == (47, "552ea09569aa65ec")
