@@ -61,7 +61,22 @@ def video_scorer(model, num_crops: int, num_snippets: int):
 
     Reducing consensuses: mean of the per-snippet logits over all crops and snippets.
     Feature heads: the model on each crop's T snippets, then the mean of the crop logits.
+    The function is kept on the model, so that evaluating it again (another split, a benchmark)
+    does not trace the network again.
     """
+    # object.__setattr__: outside Keras' attribute tracking, which would treat the functions
+    # as state of the model.
+    scorers = model.__dict__.get("_tsn_scorers")
+    if scorers is None:
+        scorers = {}
+        object.__setattr__(model, "_tsn_scorers", scorers)
+    key = (num_crops, num_snippets)
+    if key not in scorers:
+        scorers[key] = _make_scorer(model, num_crops, num_snippets)
+    return scorers[key]
+
+
+def _make_scorer(model, num_crops: int, num_snippets: int):
     if _consensus_mode(model) in FEATURE_MODES:
 
         @tf.function(reduce_retracing=True)
