@@ -27,6 +27,7 @@ PRINTED = {
                       rf"folded / stock TimeDistributed \(S fixed to K, unrolled\):\s+{NUMBER}x"],
     "bench_pipeline": [rf"ratio pipeline x3 / bare decode loop:\s+{NUMBER}",
                        rf"ratio 1000-frame / 100-frame clips/s:\s+{NUMBER}",
+                       rf"parallel decode, device_resize: {NUMBER}",
                        rf"streamed reader .* ratio {NUMBER}",
                        r"peak memory of the pipeline .*: \d+ MB anonymous"],
     "bench_peers": [rf"bn_inception\s+training\s+keras\s+{NUMBER} frames/s .* ratio {NUMBER}x",
