@@ -1,7 +1,7 @@
 """Every GPU measurement of the project in one run (under 8 minutes on one GPU), as one table.
 
 1. Training frames/s of a TSN (BN-Inception; EfficientNet-Lite0 when this checkout has it) at
-   224 px, float32 and mixed float16, each without and with XLA (``jit_compile``), with the
+   224 px, float32 and mixed float16 (bfloat16 in a dry run), each without and with XLA (``jit_compile``), with the
    project's optimiser (``make_optimizer``: CaffeSGD, loss scaling under float16).
 2. Folded vs stock ``TimeDistributed`` training steps (``bench_folding``; target >= 3x on a GPU).
 3. The input pipeline with every host core (train mode, K = 3, 224 px) against what the fastest
@@ -33,10 +33,12 @@ from benchmarks._timing import interleaved
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # On a GPU: the paper's setting (batch 32 clips of 3 segments at 224 px). Dry run: seconds on CPU.
+# Mixed precision is float16 on a GPU; a CPU emulates float16 (hundreds of times slower), so
+# the dry run uses bfloat16, the CPU's mixed precision, through the same code.
 GPU = {"size": 224, "batch": 32, "segments": 3, "steps": 10, "folding_size": 224, "folding_batch": 32,
-       "pipeline_s": 10.0, "eval_videos": 8, "eval_batch": 4, "eval_size": 224}
-DRY = {"size": 64, "batch": 2, "segments": 3, "steps": 1, "folding_size": 32, "folding_batch": 2,
-       "pipeline_s": 0.5, "eval_videos": 2, "eval_batch": 1, "eval_size": 64}
+       "pipeline_s": 10.0, "eval_videos": 8, "eval_batch": 4, "eval_size": 224, "mixed": "float16"}
+DRY = {"size": 32, "batch": 2, "segments": 3, "steps": 1, "folding_size": 32, "folding_batch": 2,
+       "pipeline_s": 0.5, "eval_videos": 2, "eval_batch": 1, "eval_size": 32, "mixed": "bfloat16"}
 BACKBONES = ("bn_inception", "efficientnet_lite0")
 CLASSES = 101
 
@@ -80,7 +82,7 @@ def training_rows(sizes: dict, backbones: tuple[str, ...]) -> tuple[list[tuple[s
             rows.append((f"training {backbone}", "not available (no such Keras backbone on this checkout)"))
             continue
         variants = {(p, xla): _training_model(backbone, sizes["size"], sizes["batch"], p, xla)
-                    for p in ("float32", "float16") for xla in (False, True)}
+                    for p in ("float32", sizes["mixed"]) for xla in (False, True)}
         _, step = interleaved({k: (lambda m=m: m.train_on_batch(x, y)) for k, m in variants.items()}, sizes["steps"],
                               desc=f"training {backbone}")
         base = step[("float32", False)]
@@ -104,20 +106,28 @@ def folding_rows(sizes: dict) -> list[tuple[str, str]]:
 
 
 def pipeline_rows(sizes: dict, consumed_clips_per_s: float) -> list[tuple[str, str]]:
+    """The train-mode pipeline's clips/s with every host core, float views made on the host and
+    ``device_resize`` crops, against what the fastest training step consumes."""
     from benchmarks._data import write_conversion
     from benchmarks.bench_pipeline import _rate
     from tsn_keras.data.clips import ClipSpec
     from tsn_keras.data.pipeline import make_dataset
 
+    rows = []
     with tempfile.TemporaryDirectory(prefix="gpu_pipeline_") as tmp:
         root, real = write_conversion(Path(tmp), 4 if sizes is DRY else 16, frames=24 if sizes is DRY else 100,
                                       split="train")
-        clip = ClipSpec("rgb", "train", num_segments=sizes["segments"], input_size=sizes["size"])
-        ds = make_dataset(root, clip, split="train", batch_size=sizes["batch"], seed=0, repeat=True)
-        clips_per_s, _ = _rate(ds, sizes["pipeline_s"], sizes["batch"])
-    ratio = clips_per_s / consumed_clips_per_s if consumed_clips_per_s else float("nan")
-    return [(f"input pipeline, {os.cpu_count()} host cores ({'UCF101' if real else 'synthetic'} frames)",
-             f"{clips_per_s:9.1f} clips/s = {ratio:.2f}x the fastest training step's consumption (must be >= 1)")]
+        for device_resize in (False, True):
+            clip = ClipSpec("rgb", "train", num_segments=sizes["segments"], input_size=sizes["size"],
+                            device_resize=device_resize)
+            ds = make_dataset(root, clip, split="train", batch_size=sizes["batch"], seed=0, repeat=True)
+            clips_per_s, _ = _rate(ds, sizes["pipeline_s"], sizes["batch"])
+            ratio = clips_per_s / consumed_clips_per_s if consumed_clips_per_s else float("nan")
+            what = "uint8 crops, device_resize" if device_resize else "float views"
+            rows.append((f"input pipeline, {what}, {os.cpu_count()} host cores ({'UCF101' if real else 'synthetic'})",
+                         f"{clips_per_s:9.1f} clips/s = {ratio:.2f}x the fastest training step's consumption "
+                         "(must be >= 1)"))
+    return rows
 
 
 def evaluation_rows(sizes: dict) -> list[tuple[str, str]]:
