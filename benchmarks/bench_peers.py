@@ -183,6 +183,50 @@ def steps(backbone: str, args, iterator, views) -> dict:
             "keras_test": keras_test, "torch_test": torch_test}
 
 
+# EfficientNet-Lite0's depthwise convolutions at 224 px: (input side, channels, kernel, stride).
+LITE0_DEPTHWISE = ((112, 32, 3, 1), (112, 96, 3, 2), (56, 144, 3, 1), (56, 144, 5, 2), (28, 240, 5, 1),
+                   (28, 240, 3, 2), (14, 480, 3, 1), (14, 480, 5, 1), (14, 672, 5, 2), (7, 1152, 5, 1),
+                   (7, 1152, 3, 1))
+
+
+def depthwise_steps(frames: int, size: int) -> tuple[dict, int]:
+    """Forward + backward of EfficientNet-Lite0's depthwise convolutions alone, Keras vs PyTorch.
+
+    Depthwise convolutions are where TensorFlow on CPU is often weak; timing them apart from the
+    rest of the network says whether a Lite0 gap comes from them. Returns the two timed
+    callables and the layers' multiply-adds per frame.
+    """
+    import keras
+    import numpy as np
+    import tensorflow as tf
+    import torch
+
+    scale = size / 224
+    shapes = [(max(1, round(side * scale)), c, k, s) for side, c, k, s in LITE0_DEPTHWISE]
+    rng = np.random.default_rng(0)
+    inputs = [rng.normal(size=(frames, side, side, c)).astype(np.float32) for side, c, _, _ in shapes]
+    layers = [keras.layers.DepthwiseConv2D(k, strides=s, padding="same", use_bias=False) for _, _, k, s in shapes]
+    for layer, x in zip(layers, inputs):
+        layer.build(x.shape)
+    tf_inputs = [tf.constant(x) for x in inputs]
+
+    @tf.function
+    def keras_step():
+        with tf.GradientTape() as tape:
+            loss = tf.add_n([tf.reduce_sum(layer(x)) for layer, x in zip(layers, tf_inputs)])
+        return tape.gradient(loss, [layer.kernel for layer in layers] + tf_inputs)
+
+    convs = [torch.nn.Conv2d(c, c, k, stride=s, padding=k // 2, groups=c, bias=False) for _, c, k, s in shapes]
+    torch_inputs = [torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).requires_grad_() for x in inputs]
+
+    def torch_step():
+        loss = sum(conv(x).sum() for conv, x in zip(convs, torch_inputs))
+        loss.backward()
+
+    macs = sum(((side + s - 1) // s) ** 2 * c * k * k for side, c, k, s in shapes)
+    return {"keras_depthwise": lambda: keras_step(), "torch_depthwise": torch_step}, macs
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_peers", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run of seconds: small input, 1 round")
@@ -259,6 +303,17 @@ def main(argv: list[str] | None = None) -> dict:
                             f"({100 * flops[f'torch_{phase}'] / peak:4.1f}% of peak)  ratio {k / t:.2f}x  "
                             f"(target >= {target})")
             del side
+        steps_dw, dw_macs = depthwise_steps(args.batch * args.segments, args.size)
+        _, dw = interleaved(steps_dw, args.rounds, desc="depthwise rounds")
+        dw_ratio = dw["torch_depthwise"] / dw["keras_depthwise"]
+        results.update({"depthwise_train_ratio": dw_ratio, "depthwise_keras_s": dw["keras_depthwise"],
+                        "depthwise_torch_s": dw["torch_depthwise"]})
+        frames = args.batch * args.segments
+        rows.append(f"  {'Lite0 depthwise convs':<20} {'fwd+bwd':<9} keras {frames / dw['keras_depthwise']:7.1f} frames/s "
+                    f"({100 * 3 * 2 * dw_macs * frames / dw['keras_depthwise'] / peak:4.1f}% of peak)  pytorch "
+                    f"{frames / dw['torch_depthwise']:7.1f} frames/s "
+                    f"({100 * 3 * 2 * dw_macs * frames / dw['torch_depthwise'] / peak:4.1f}% of peak)  ratio "
+                    f"{dw_ratio:.2f}x  (the depthwise layers of EfficientNet-Lite0 alone)")
     print(f"\nTSN in Keras vs PyTorch, {args.threads} threads each, RGB {args.size} px; training: {args.batch} clips x "
           f"{args.segments} segments, CaffeSGD vs torch SGD (momentum 0.9, L2 {WEIGHT_DECAY}, clip {CLIP_NORM:g}), "
           f"dropout {DROPOUT}, partial BN, pipeline in the loop ({'UCF101' if real else 'synthetic'} frames); "
