@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
               "pipeline": "test-mode pipeline alone", "bare_one_by_one": "bare forward pass, one video at a time"}
     for name, label in labels.items():
         if name in median:
-            print(f"  {label:<40} {results[f'{name}_videos_per_s']:8.2f} videos/s {results[f'{name}_frames_per_s']:9.1f} "
+            print(f"  {label:<40} {results[f'{name}_videos_per_s']:8.3f} videos/s {results[f'{name}_frames_per_s']:9.1f} "
                   "frames/s")
     print(f"  ratio evaluate / bare forward pass (frames/s): {results['evaluate_vs_bare']:.2f}   (target >= 0.9)")
     if "bare_one_by_one" in median:
