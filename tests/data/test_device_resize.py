@@ -24,16 +24,17 @@ def _pairs(shards, mode, normalization, batch_size=4, batches=3):
 
 @pytest.mark.parametrize("mode,normalization", [("train", "caffe_bgr"), ("train", "keras_torch"), ("val", "keras_tf")])
 def test_device_views_equal_host_views_bit_for_bit(tiny_shards, mode, normalization):
-    sizes = set()
+    sizes, flips = set(), set()
     for (x_host, y_host), (x_device, y_device), spec in _pairs(tiny_shards, mode, normalization):
         np.testing.assert_array_equal(y_device.numpy(), y_host.numpy())
         assert x_device["crops"].dtype.name == "uint8" and x_device["crop_size"].shape == (4, 2)
-        views = spec.device_views(x_device["crops"], x_device["crop_size"]).numpy()
+        views = spec.device_views(x_device["crops"], x_device["crop_size"], x_device["flip"]).numpy()
         assert views.shape == x_host.shape == (4, 3, 32, 32, 3)
         np.testing.assert_array_equal(views, x_host.numpy())
         sizes |= {tuple(s) for s in x_device["crop_size"].numpy()}
-    if mode == "train":  # several crop sizes, so the padding and the per-clip weights were exercised
-        assert len(sizes) > 1, sizes
+        flips |= set(x_device["flip"].numpy().tolist())
+    if mode == "train":  # several crop sizes and both flips: padding, per-clip weights, mirror exercised
+        assert len(sizes) > 1 and flips == {True, False}, (sizes, flips)
 
 
 def test_model_behind_device_views_gives_the_models_logits(tiny_shards, tmp_path):

@@ -12,11 +12,11 @@ Train and val decode only the crop window (``decode_and_crop_jpeg``); test decod
 once and cuts all crops from them. Both read paths of ``pipeline.make_dataset`` and the
 SavedModel export call these same functions, so they give identical tensors.
 
-With ``device_resize`` (RGB, train/val) the host stops after the decode, flip and colour order:
-a clip is its uint8 crops and their size, and ``device_views`` (the first step on the
-accelerator, ``models.layers.DeviceClipViews``) resizes and normalises whole batches there. The
-bilinear resize to S x S and the normalisation were about half of the host's CPU time per
-clip; ``device_views`` computes TensorFlow's half-pixel bilinear weights itself, in the same
+With ``device_resize`` (RGB, train/val) the host stops after the decode: a clip is its uint8
+crops, their size and its flip decision, and ``device_views`` (the first step on the
+accelerator, ``models.layers.DeviceClipViews``) mirrors, resizes and normalises whole batches
+there. The bilinear resize to S x S, flip and normalisation were about half of the host's CPU
+time per clip; ``device_views`` computes TensorFlow's half-pixel bilinear weights itself, in the same
 float32 operations in the same order, so its views equal the host's bit for bit.
 """
 
@@ -69,8 +69,8 @@ class ClipSpec:
             modality's default.
         normalization: a preset of ``vocab.NORMALIZATIONS`` (not ``"auto"``: resolve it first).
         num_snippets, num_crops: the test protocol (T = 25; 1, 3 or 10 crops).
-        device_resize: rgb train/val only: clips are ``{"crops": uint8 [K, h, w, 3], "crop_size":
-            int32 [2]}`` (mirrored, in the preset's colour order), to be resized and normalised on
+        device_resize: rgb train/val only: clips are ``{"crops": uint8 [K, h, w, 3] RGB,
+            "crop_size": int32 [2], "flip": bool}``, to be mirrored, resized and normalised on
             the accelerator by ``device_views``; batches are zero-padded to the largest crop.
 
     Example:
@@ -166,14 +166,14 @@ class ClipSpec:
         """``make_views``' output with its static shapes set (a dict of crops and size with ``device_resize``)."""
         if self.device_resize:
             return {"crops": tf.ensure_shape(views["crops"], [self.num_views, None, None, self.channels]),
-                    "crop_size": tf.ensure_shape(views["crop_size"], [2])}
+                    "crop_size": tf.ensure_shape(views["crop_size"], [2]), "flip": tf.ensure_shape(views["flip"], [])}
         return tf.ensure_shape(views, self.output_shape)
 
     def empty_views(self):
         """A placeholder of ``make_views``' structure, for a clip that could not be read."""
         if self.device_resize:
             return {"crops": tf.zeros([self.num_views, 1, 1, self.channels], tf.uint8),
-                    "crop_size": tf.ones([2], tf.int32)}
+                    "crop_size": tf.ones([2], tf.int32), "flip": tf.constant(False)}
         return tf.zeros(self.output_shape)
 
     # --- graph functions ---------------------------------------------------------------
@@ -199,13 +199,16 @@ class ClipSpec:
             flip = sampling.uniform_ints([], 2, flip_seed) > 0 if self.flip else False
         else:
             window, flip = augment.centre_crop_window(width, height, self.input_size), False
+        if self.device_resize:
+            # The mirror and the colour order too are left to the device, where they are a
+            # choice of gather indices and part of the normalisation: the host only decodes.
+            return {"crops": self._decode(jpegs[0], 3, window), "crop_size": tf.stack([window[3], window[2]]),
+                    "flip": tf.convert_to_tensor(flip)}
         # Mirror and colour order on the decoded uint8 crops, before the resize: both commute
         # with bilinear resizing (and so does the flow's 255 - x), and the crops are 4x smaller
         # than the float frames the resize makes.
         crops = self._orient({key: self._decode(jpegs[i], self._key_channels(key), window)
                               for i, key in enumerate(self.keys)}, flip)
-        if self.device_resize:
-            return {"crops": crops["rgb"], "crop_size": tf.stack([window[3], window[2]])}
         frames = {key: self._resize(value, self.input_size, self.input_size) for key, value in crops.items()}
         return tf.ensure_shape(self._assemble(frames), self.output_shape)
 
@@ -247,24 +250,31 @@ class ClipSpec:
         same = tf.logical_and(tf.equal(shape[1], height), tf.equal(shape[2], width))
         return tf.cond(same, lambda: frames, lambda: tf.image.resize(frames, tf.stack([height, width])))
 
-    def device_views(self, crops, crop_size) -> tf.Tensor:
+    def device_views(self, crops, crop_size, flip=None) -> tf.Tensor:
         """float32 ``[B, K, S, S, 3]`` network input from a batch of ``device_resize`` clips.
 
-        ``crops``: uint8 ``[B, K, P, Q, 3]``, clip b's crops in its top-left ``crop_size[b]``
-        (h, w) corner (zero padding around it is never read). The bilinear resize follows
-        TensorFlow's ``ResizeBilinear`` with half-pixel centres, which the host path uses: the
-        same sample positions, clamped indices, lerp weights and float32 operations in the
-        same order, so the result equals the host's ``make_views`` bit for bit. A crop that is
-        already S x S is resized with zero weights, i.e. copied, as the host skips it.
+        ``crops``: uint8 ``[B, K, P, Q, 3]`` RGB, clip b's crops in its top-left ``crop_size[b]``
+        (h, w) corner (zero padding around it is never read); ``flip``: bool ``[B]``, mirror
+        clip b (``None``: none). The mirror is a choice of column indices (the host mirrors the
+        uint8 crop before resizing: the same pixels) and the preset's colour order is applied
+        by the normalisation. The bilinear resize follows TensorFlow's ``ResizeBilinear`` with
+        half-pixel centres, which the host path uses: the same sample positions, clamped
+        indices, lerp weights and float32 operations in the same order, so the result equals
+        the host's ``make_views`` bit for bit. A crop that is already S x S is resized with zero
+        weights, i.e. copied, as the host skips it.
         """
         crops = tf.convert_to_tensor(crops)
         shape = tf.shape(crops)
         size = self.input_size
         frames = tf.cast(tf.reshape(crops, tf.concat([[-1], shape[2:]], 0)), tf.float32)  # [B*K, P, Q, 3]
-        # Every crop of a clip shares its clip's size.
+        # Every crop of a clip shares its clip's size and mirror.
         sizes = tf.repeat(tf.cast(crop_size, tf.int32), shape[1], axis=0)
         y_low, y_high, y_lerp = _bilinear_axis(sizes[:, 0], size)
         x_low, x_high, x_lerp = _bilinear_axis(sizes[:, 1], size)
+        if flip is not None:
+            mirrored = tf.repeat(tf.convert_to_tensor(flip, tf.bool), shape[1], axis=0)[:, None]
+            last = sizes[:, 1:] - 1
+            x_low, x_high = tf.where(mirrored, last - x_low, x_low), tf.where(mirrored, last - x_high, x_high)
         top, bottom = (tf.gather(frames, rows, axis=1, batch_dims=1) for rows in (y_low, y_high))
         x_weight, y_weight = x_lerp[:, None, :, None], y_lerp[:, :, None, None]
 
@@ -274,7 +284,7 @@ class ClipSpec:
 
         top, bottom = across(top), across(bottom)
         resized = top + (bottom - top) * y_weight
-        views = augment.normalize(resized, "rgb", self.normalization, channels_reversed=True)
+        views = augment.normalize(resized, "rgb", self.normalization)
         return tf.reshape(views, tf.concat([shape[:2], [size, size, self.channels]], 0))
 
     def _test_views(self, jpegs, width, height) -> tf.Tensor:

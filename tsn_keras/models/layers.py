@@ -54,10 +54,10 @@ class DeviceClipViews(keras.layers.Layer):
     """The accelerator's half of the input pipeline: resize and normalise batches of uint8 crops.
 
     Takes the clips of ``make_dataset`` with ``ClipSpec(device_resize=True)`` — ``{"crops":
-    uint8 (B, K, P, Q, 3), "crop_size": int32 (B, 2)}`` — and returns the float32
+    uint8 (B, K, P, Q, 3), "crop_size": int32 (B, 2), "flip": bool (B,)}`` — and returns the float32
     ``(B, K, S, S, 3)`` views the host path would have made (bit for bit; see
     ``ClipSpec.device_views``). Put it in front of a TSN for training (``tsn.with_device_views``),
-    so that the host only decodes, crops and flips.
+    so that the host only decodes the crop windows.
 
     Args:
         input_size: side S of the network input.
@@ -75,7 +75,7 @@ class DeviceClipViews(keras.layers.Layer):
         self._spec = ClipSpec("rgb", "train", input_size=input_size, normalization=normalization, device_resize=True)
 
     def call(self, inputs):
-        return self._spec.device_views(inputs["crops"], inputs["crop_size"])
+        return self._spec.device_views(inputs["crops"], inputs["crop_size"], inputs.get("flip"))
 
     def compute_output_shape(self, input_shape):
         crops = input_shape["crops"]

@@ -363,6 +363,7 @@ def with_device_views(model: TSN) -> keras.Model:
     if model.modality != "rgb":
         raise ConfigError(f"device resizing is for rgb models, not {model.modality}")
     inputs = {"crops": keras.Input((None, None, None, 3), dtype="uint8", name="crops"),
-              "crop_size": keras.Input((2,), dtype="int32", name="crop_size")}
+              "crop_size": keras.Input((2,), dtype="int32", name="crop_size"),
+              "flip": keras.Input((), dtype="bool", name="flip")}
     views = DeviceClipViews(model.input_size, model.normalization, name="device_views")(inputs)
     return keras.Model(inputs, model(views), name=f"{model.name}_device_views")
