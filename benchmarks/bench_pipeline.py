@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"{r['cpu_ms_per_clip']:.2f} ms CPU per clip")
     print(f"  pipeline, 1000-frame videos:           {rate['index_1000']:8.1f} clips/s")
     print(f"  pipeline, uint8 crops (device_resize): {rate['device_100']:8.1f} clips/s, "
-          f"{r['device_cpu_ms_per_clip']:.2f} ms CPU per clip (resize + normalisation left to the accelerator)")
+          f"{r['device_cpu_ms_per_clip']:.2f} ms CPU per clip (mirror, resize and normalisation left to the accelerator)")
     print(f"  ratio pipeline x{frames_per_clip} / bare decode loop:         {r['pipeline_vs_decode_loop']:.2f}"
           "   (target >= 0.8)")
     print(f"  ratio pipeline x{frames_per_clip} / parallel decode:          {r['pipeline_vs_decode_parallel']:.2f}"
