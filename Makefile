@@ -39,5 +39,9 @@ bench: $(STAMP)
 results: $(STAMP)
 	$(BIN)/python -m benchmarks.results
 
+# Every GPU measurement in one table (under 8 minutes on one GPU); GPU_ARGS=--dry-run on a CPU.
+gpu: $(STAMP)
+	$(BIN)/python -m benchmarks.gpu $(GPU_ARGS)
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -84,7 +84,15 @@ PAPER = {
 
 def run_benchmarks(work: Path, quick: bool) -> dict:
     """Each benchmark's ``main`` in this process, its printed lines kept for the document."""
-    from benchmarks import bench_backbones, bench_convert, bench_folding, bench_pipeline, bench_training
+    from benchmarks import (
+        bench_backbones,
+        bench_convert,
+        bench_evaluate,
+        bench_folding,
+        bench_peers,
+        bench_pipeline,
+        bench_training,
+    )
 
     record = work / "benchmarks.json"
     if record.is_file():
@@ -96,6 +104,8 @@ def run_benchmarks(work: Path, quick: bool) -> dict:
         ("folding_tiny_k8", bench_folding, ["--backbone", "tiny", "--size", "64", "--batch", "2", "--segments", "8"]),
         ("training", bench_training, []),
         ("backbones", bench_backbones, []),
+        ("peers", bench_peers, []),
+        ("evaluate", bench_evaluate, []),
     ]
     out = {}
     for name, module, args in suite:
@@ -370,6 +380,48 @@ def _pipeline_note(ratio: float, cpu_ms: float) -> str:
             "(`docs/DESIGN.md`).")
 
 
+PEER_TARGETS = {("bn_inception", "train"): 1.3, ("bn_inception", "test"): 2.0}
+
+
+def _peers_rows(n: dict) -> list[str]:
+    """Table rows of ``bench_peers``: Keras / PyTorch frames/s per backbone and phase."""
+    rows = []
+    for backbone in ("bn_inception", "efficientnet_lite0"):
+        for phase, words in (("train", "training step"), ("test", "25-snippet test pass")):
+            ratio = n.get(f"{backbone}_{phase}_ratio")
+            if ratio is not None:
+                rows.append(f"| {backbone} {words}, frames/s: tsn-keras / PyTorch ({n['threads']} threads, "
+                            f"{n['size']} px) | {ratio:.2f} | >= {PEER_TARGETS.get((backbone, phase), 1.0)} |")
+    if "depthwise_train_ratio" in n:
+        rows.append("| EfficientNet-Lite0's depthwise convolutions alone, forward + backward: tsn-keras / PyTorch | "
+                    f"{n['depthwise_train_ratio']:.2f} | - |")
+    return rows
+
+
+def _peers_peak_lines(n: dict) -> list[str]:
+    """Sentences of the fraction of the CPU's peak each framework reaches (``bench_peers``)."""
+    parts = []
+    for backbone in ("bn_inception", "efficientnet_lite0"):
+        if f"{backbone}_train_ratio" not in n:
+            continue
+        parts.append(f"{backbone}: training {100 * n[f'{backbone}_keras_train_peak_fraction']:.1f}% (Keras) vs "
+                     f"{100 * n[f'{backbone}_torch_train_peak_fraction']:.1f}% (PyTorch), testing "
+                     f"{100 * n[f'{backbone}_keras_test_peak_fraction']:.1f}% vs "
+                     f"{100 * n[f'{backbone}_torch_test_peak_fraction']:.1f}%")
+    if not parts:
+        return []
+    return [f"FLOP/s against this CPU's fp32 peak ({n['peak_flops'] / 1e9:.0f} GFLOP/s for {n['threads']} cores, "
+            "`bench_peers`; conv and dense multiply-adds, training counted as 3 forward passes): "
+            + "; ".join(parts) + ".", ""]
+
+
+def _evaluate_rows(n: dict) -> list[str]:
+    if "evaluate_vs_bare" not in n:
+        return []
+    return [f"| `tsn evaluate` ({n['snippets']} snippets x {n['crops']} crops, {n['backbone']} {n['size']} px): "
+            f"frames/s / bare forward pass of the same views | {n['evaluate_vs_bare']:.2f} | >= 0.9 |"]
+
+
 def _benchmark_section(b: dict) -> list[str]:
     p, c = b["pipeline"]["numbers"], b["convert"]["numbers"]
     f, fk, bb = b["folding_bn_inception"]["numbers"], b["folding_tiny_k8"]["numbers"], b["backbones"]["numbers"]
@@ -388,6 +440,19 @@ def _benchmark_section(b: dict) -> list[str]:
         f"| folded / stock `TimeDistributed` training step, BN-Inception 96 px, K=3 | "
         f"{f['speedup_vs_stock']:.2f} | >= 3 |",
         f"| same, tiny backbone 64 px, K=8 | {fk['speedup_vs_stock']:.2f} | >= 3 |",
+        f"| input pipeline, train mode: clips/s x 3 frames / `decode_jpeg` of the same frames in parallel "
+        f"(tf.data, all cores), float views made on the host | {p['pipeline_vs_decode_parallel']:.2f} "
+        f"(CPU time {p['pipeline_vs_decode_cpu']:.2f}) | - |",
+        f"| same, `device_resize` (uint8 crops; mirror, resize, normalisation on the accelerator) | "
+        f"{p['device_vs_decode_parallel']:.2f} (CPU time {p['device_vs_decode_cpu']:.2f}) | >= 0.6 (goal 0.8) |",
+        *_peers_rows(b.get("peers", {}).get("numbers", {})),
+        *_evaluate_rows(b.get("evaluate", {}).get("numbers", {})),
+        "",
+        *_peers_peak_lines(b.get("peers", {}).get("numbers", {})),
+        "No GPU was lent to this task, so no GPU figure is reported here. `python -m benchmarks.gpu` runs every GPU "
+        "measurement of the project (training at 224 px in float32 and mixed precision, with and without XLA; "
+        "folded vs stock `TimeDistributed`; the input pipeline against the training step; evaluation; TV-L1 "
+        "when present) in under 8 minutes on one GPU and prints one table; `--dry-run` runs it on CPU at tiny sizes.",
         "",
         f"Input pipeline peak memory: {p['peak_anon_mb']:.0f} MB (anonymous, batch 32 of 1,000-frame videos).",
         "",

@@ -27,8 +27,13 @@ PRINTED = {
                       rf"folded / stock TimeDistributed \(S fixed to K, unrolled\):\s+{NUMBER}x"],
     "bench_pipeline": [rf"ratio pipeline x3 / bare decode loop:\s+{NUMBER}",
                        rf"ratio 1000-frame / 100-frame clips/s:\s+{NUMBER}",
+                       rf"parallel decode, device_resize: {NUMBER}",
                        rf"streamed reader .* ratio {NUMBER}",
                        r"peak memory of the pipeline .*: \d+ MB anonymous"],
+    "bench_peers": [rf"bn_inception\s+training\s+keras\s+{NUMBER} frames/s .* ratio {NUMBER}x",
+                    rf"bn_inception\s+testing\s+keras\s+{NUMBER} frames/s .* ratio {NUMBER}x",
+                    r"efficientnet_lite0\s+(training|not available)", rf"peak: .* = {NUMBER} GFLOP/s"],
+    "bench_evaluate": [rf"ratio evaluate / bare forward pass \(frames/s\): {NUMBER}"],
     "bench_training": [rf"CaffeSGD \(L2 \+ clipping\) time / stock SGD time: {NUMBER}x",
                        *[rf"speed of {v} relative to caffe_sgd: {NUMBER}x" for v in ("accumulated", "bfloat16", "xla")]],
 }
@@ -94,3 +99,21 @@ def test_quick_run_prints_its_table(name, request):
     for pattern in PRINTED.get(name, [ANY_RATIO]):
         assert re.search(pattern, out, flags=re.MULTILINE), f"{name} --quick did not print /{pattern}/:\n{out}"
     assert not re.search(r"\bnan\b|\binf\b", out), f"{name} --quick printed a non-finite figure:\n{out}"
+
+
+@pytest.mark.slow
+def test_gpu_script_dry_run_prints_its_table():
+    """``benchmarks/gpu.py --dry-run``: every GPU measurement, on CPU at tiny sizes, one table."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run([sys.executable, "-m", "benchmarks.gpu", "--dry-run"], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=2 * QUICK_TIMEOUT_S)  # five benchmarks in one
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    out = result.stdout[result.stdout.index("benchmarks.gpu on"):]
+    for pattern in (rf"training tiny float32 \+ XLA\s+{NUMBER} frames/s", rf"training tiny bfloat16\s+{NUMBER} frames/s",
+                    r"training efficientnet_lite0", rf"folded / stock TimeDistributed \(S unknown\)\s+{NUMBER}x",
+                    rf"input pipeline, float views, \d+ host cores .* {NUMBER} clips/s = {NUMBER}x",
+                    rf"input pipeline, uint8 crops, device_resize, .* {NUMBER} clips/s = {NUMBER}x",
+                    rf"evaluation, 5 snippets x 10 crops\s+{NUMBER} videos/s = {NUMBER}x",
+                    r"TV-L1"):
+        assert re.search(pattern, out), f"gpu.py --dry-run did not print /{pattern}/:\n{out}"
+    assert not re.search(r"\bnan\b|\binf\b", out), out

@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from tfrecords_tools.manifest import load_manifest
 from tsn_keras.data.clips import ClipSpec
 from tsn_keras.data.pipeline import count_videos, make_dataset
+from tsn_keras.distribute import make_strategy
 from tsn_keras.errors import ConfigError, DataError
 from tsn_keras.models.tsn import CONSENSUS_LAYER, snippet_model
 from tsn_keras.runs import RunInfo, load_run
@@ -65,7 +66,23 @@ def video_scorer(model, num_crops: int, num_snippets: int, *, reduce_retracing: 
     Callers that always pass one shape should turn it off: TensorFlow 2.21's relaxed-shape
     dispatch keeps a little Python state per call (~20 bytes, measured with tracemalloc), which
     adds up over the thousands of calls of a long untrimmed video.
+
+    The function is kept on the model, so that evaluating it again (another split, a benchmark)
+    does not trace the network again.
     """
+    # object.__setattr__: outside Keras' attribute tracking, which would treat the functions
+    # as state of the model.
+    scorers = model.__dict__.get("_tsn_scorers")
+    if scorers is None:
+        scorers = {}
+        object.__setattr__(model, "_tsn_scorers", scorers)
+    key = (num_crops, num_snippets, reduce_retracing)
+    if key not in scorers:
+        scorers[key] = _make_scorer(model, num_crops, num_snippets, reduce_retracing)
+    return scorers[key]
+
+
+def _make_scorer(model, num_crops: int, num_snippets: int, reduce_retracing: bool):
     if _consensus_mode(model) in FEATURE_MODES:
 
         def score(views):
@@ -83,26 +100,78 @@ def video_scorer(model, num_crops: int, num_snippets: int, *, reduce_retracing: 
     return tf.function(score, reduce_retracing=reduce_retracing)
 
 
+def replicated_scorer(score, strategy: tf.distribute.Strategy | None):
+    """``score`` (views -> video logits) run on every replica of ``strategy``, results in input order.
+
+    Each batch of videos is cut into equal contiguous parts, one per replica, on the host; a
+    batch that does not divide is padded with copies of its last video, whose logits are
+    dropped (a replica with no video at all fails: TensorFlow's CPU convolution returns its
+    input unchanged for an empty batch). Each part goes to its own device and the logits are
+    gathered back in order, so the result is the single-device one. With one replica (or no
+    strategy) ``score`` itself.
+    """
+    if strategy is None or strategy.num_replicas_in_sync == 1:
+        return score
+    replicas = strategy.num_replicas_in_sync
+
+    @tf.function(reduce_retracing=True)
+    def gathered(parts):
+        return strategy.gather(strategy.run(score, args=(parts,)), axis=0)
+
+    def run(views):
+        size = int(views.shape[0])
+        per_replica = -(-size // replicas)
+        if per_replica * replicas != size:
+            views = tf.concat([views, tf.repeat(views[-1:], per_replica * replicas - size, axis=0)], axis=0)
+        parts = [views[i * per_replica:(i + 1) * per_replica] for i in range(replicas)]
+        logits = gathered(strategy.experimental_distribute_values_from_function(
+            lambda context: parts[context.replica_id_in_sync_group]))
+        return logits[:size]
+
+    return run
+
+
+def replica_model(model, strategy: tf.distribute.Strategy | None):
+    """``model`` with its variables mirrored on every replica of ``strategy`` (a copy), or itself.
+
+    A model built outside the strategy's scope keeps its variables on one device, which every
+    other replica would then read across devices at each step.
+    """
+    if strategy is None or strategy.num_replicas_in_sync == 1:
+        return model
+    with strategy.scope():
+        copy = model.__class__.from_config(model.get_config())
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def score_dataset(model, dataset, *, num_crops: int, num_snippets: int, total: int | None = None,
-                  desc: str = "evaluate") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  desc: str = "evaluate", strategy: tf.distribute.Strategy | None = None,
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Run the test protocol over a test-mode dataset of ``(views, label, video_id)`` batches.
+
+    Every batch of videos is one forward pass (split across the replicas of ``strategy``, if
+    given; the model should then be ``replica_model(model, strategy)``). The logits stay
+    device tensors until the end, so an accelerator works on one batch while the host reads
+    the next (``make_dataset`` prefetches); the order of the videos is the dataset's.
 
     Returns ``(video_ids [N], labels [N], logits [N, classes])``.
     """
-    score = video_scorer(model, num_crops, num_snippets)
+    score = replicated_scorer(video_scorer(model, num_crops, num_snippets), strategy)
     ids, labels, logits = [], [], []
+    expected = num_crops * num_snippets
     with tqdm(total=total, desc=desc, unit="video") as progress:
         for views, label, video_id in dataset:
-            expected = num_crops * num_snippets
             if views.shape[1] != expected:
                 raise DataError(f"test batches hold {views.shape[1]} views per video, expected "
                                 f"{num_crops} crops x {num_snippets} snippets = {expected}")
-            logits.append(np.asarray(score(views)))
+            logits.append(score(views))
             labels.append(label.numpy())
             ids.append(video_id.numpy().astype(str))
             progress.update(len(label))
     if not ids:
         raise DataError("the test split holds no videos")
+    logits = [np.asarray(batch) for batch in logits]
     return np.concatenate(ids), np.concatenate(labels).astype(np.int64), np.concatenate(logits).astype(np.float32)
 
 
@@ -119,7 +188,7 @@ def test_clip_spec(run: RunInfo, num_snippets: int | None = None, num_crops: int
 def evaluate(model_or_run, data_root: str | os.PathLike | None = None, split: str | None = None, *,
              num_snippets: int | None = None, num_crops: int | None = None, batch_size: int | None = None,
              output_dir: str | os.PathLike | None = None, classes: str | os.PathLike | None = None,
-             read_mode: str = "auto") -> dict[str, Any]:
+             read_mode: str = "auto", strategy: str | tf.distribute.Strategy = "auto") -> dict[str, Any]:
     """Test a trained TSN on a converted split and write ``scores.npz`` and ``metrics.json``.
 
     Every argument left ``None`` comes from the run: its recipe's ``data.root``,
@@ -136,6 +205,9 @@ def evaluate(model_or_run, data_root: str | os.PathLike | None = None, split: st
         output_dir: where the score and metrics files go; defaults to ``<run>/eval-<split>``.
         classes: class names for a model that holds none (a ``classes.json`` or a conversion folder).
         read_mode: the pipeline's shard reading mode (``auto``, ``index``, ``stream``).
+        strategy: where the forward passes run: a ``tf.distribute.Strategy`` or a name of
+            ``distribute.make_strategy`` (``auto``: every local GPU, else the default device);
+            each batch of videos is split across its replicas.
 
     Returns:
         The metrics (also written to ``metrics.json``).
@@ -155,10 +227,11 @@ def evaluate(model_or_run, data_root: str | os.PathLike | None = None, split: st
     if list(manifest["classes"]) != class_names:
         raise DataError(f"the classes of {data_root} ({len(manifest['classes'])}) differ from the model's "
                         f"({len(class_names)}); test on the conversion the model was trained on")
+    strategy = make_strategy(strategy) if isinstance(strategy, str) else strategy
     dataset = make_dataset(data_root, clip, split=split, batch_size=batch_size, return_ids=True, read_mode=read_mode)
-    video_ids, labels, logits = score_dataset(run.model, dataset, num_crops=clip.num_crops,
+    video_ids, labels, logits = score_dataset(replica_model(run.model, strategy), dataset, num_crops=clip.num_crops,
                                               num_snippets=clip.num_snippets, total=count_videos(data_root, split),
-                                              desc=f"evaluate {split}")
+                                              desc=f"evaluate {split}", strategy=strategy)
     scores = Scores(video_ids, labels, logits, class_names, run.modality)
     metrics = compute_metrics(scores.logits, scores.labels, class_names)
     metrics["protocol"] = {

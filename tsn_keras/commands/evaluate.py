@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tsn_keras.vocab import CROP_COUNTS, READ_MODES
+from tsn_keras.vocab import CROP_COUNTS, READ_MODES, STRATEGIES
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +22,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--classes", default=None,
                         help="class names for a model that holds none (classes.json, text, or a conversion folder)")
     parser.add_argument("--read-mode", default="auto", choices=READ_MODES, help="how shards are read (default: auto)")
+    parser.add_argument("--strategy", default="auto", choices=[s for s in STRATEGIES if s != "multi_worker"],
+                        help="devices of the forward passes: auto (every local GPU, else the default device), "
+                             "default (one device) or mirrored (default: auto)")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
 
@@ -33,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
     metrics = evaluate(args.run, args.data, args.split, num_snippets=args.snippets, num_crops=args.crops,
                        batch_size=args.batch_size, output_dir=args.out, classes=args.classes,
-                       read_mode=args.read_mode)
+                       read_mode=args.read_mode, strategy=args.strategy)
     if args.json:
         print(json.dumps(metrics, indent=2))
         return 0

@@ -11,6 +11,13 @@ L, input size, augmentation, normalisation). Its two graph methods are the whole
 Train and val decode only the crop window (``decode_and_crop_jpeg``); test decodes whole frames
 once and cuts all crops from them. Both read paths of ``pipeline.make_dataset`` and the
 SavedModel export call these same functions, so they give identical tensors.
+
+With ``device_resize`` (RGB, train/val) the host stops after the decode: a clip is its uint8
+crops, their size and its flip decision, and ``device_views`` (the first step on the
+accelerator, ``models.layers.DeviceClipViews``) mirrors, resizes and normalises whole batches
+there. The bilinear resize to S x S, flip and normalisation were about half of the host's CPU
+time per clip; ``device_views`` computes TensorFlow's half-pixel bilinear weights itself, in the same
+float32 operations in the same order, so its views equal the host's bit for bit.
 """
 
 from __future__ import annotations
@@ -62,6 +69,9 @@ class ClipSpec:
             modality's default.
         normalization: a preset of ``vocab.NORMALIZATIONS`` (not ``"auto"``: resolve it first).
         num_snippets, num_crops: the test protocol (T = 25; 1, 3 or 10 crops).
+        device_resize: rgb train/val only: clips are ``{"crops": uint8 [K, h, w, 3] RGB,
+            "crop_size": int32 [2], "flip": bool}``, to be mirrored, resized and normalised on
+            the accelerator by ``device_views``; batches are zero-padded to the largest crop.
 
     Example:
         >>> spec = ClipSpec("flow", "train", num_segments=3, input_size=112)  # doctest: +SKIP
@@ -81,6 +91,7 @@ class ClipSpec:
     normalization: str = "caffe_bgr"
     num_snippets: int = 25
     num_crops: int = 1
+    device_resize: bool = False
 
     def __post_init__(self) -> None:
         check_choice("modality", self.modality, MODALITIES)
@@ -102,6 +113,9 @@ class ClipSpec:
             raise ConfigError("normalization 'auto' must be resolved to the backbone's preset first "
                               "(vocab.backbone_preset)")
         augment.get_preset(self.normalization)
+        if self.device_resize and (self.modality != "rgb" or self.mode == "test"):
+            raise ConfigError(f"device_resize is for rgb clips in train or val mode, not {self.modality} in "
+                              f"{self.mode} mode")
 
     @classmethod
     def from_config(cls, data, mode: str, normalization: str, *, num_snippets: int = 25,
@@ -145,7 +159,22 @@ class ClipSpec:
 
     @property
     def output_shape(self) -> tuple[int, int, int, int]:
+        """The shape of the network input of one clip (after ``device_views`` with ``device_resize``)."""
         return (self.num_views, self.input_size, self.input_size, self.channels)
+
+    def ensure_views(self, views):
+        """``make_views``' output with its static shapes set (a dict of crops and size with ``device_resize``)."""
+        if self.device_resize:
+            return {"crops": tf.ensure_shape(views["crops"], [self.num_views, None, None, self.channels]),
+                    "crop_size": tf.ensure_shape(views["crop_size"], [2]), "flip": tf.ensure_shape(views["flip"], [])}
+        return tf.ensure_shape(views, self.output_shape)
+
+    def empty_views(self):
+        """A placeholder of ``make_views``' structure, for a clip that could not be read."""
+        if self.device_resize:
+            return {"crops": tf.zeros([self.num_views, 1, 1, self.channels], tf.uint8),
+                    "crop_size": tf.ones([2], tf.int32), "flip": tf.constant(False)}
+        return tf.zeros(self.output_shape)
 
     # --- graph functions ---------------------------------------------------------------
 
@@ -170,6 +199,11 @@ class ClipSpec:
             flip = sampling.uniform_ints([], 2, flip_seed) > 0 if self.flip else False
         else:
             window, flip = augment.centre_crop_window(width, height, self.input_size), False
+        if self.device_resize:
+            # The mirror and the colour order too are left to the device, where they are a
+            # choice of gather indices and part of the normalisation: the host only decodes.
+            return {"crops": self._decode(jpegs[0], 3, window), "crop_size": tf.stack([window[3], window[2]]),
+                    "flip": tf.convert_to_tensor(flip)}
         # Mirror and colour order on the decoded uint8 crops, before the resize: both commute
         # with bilinear resizing (and so does the flow's 255 - x), and the crops are 4x smaller
         # than the float frames the resize makes.
@@ -216,6 +250,43 @@ class ClipSpec:
         same = tf.logical_and(tf.equal(shape[1], height), tf.equal(shape[2], width))
         return tf.cond(same, lambda: frames, lambda: tf.image.resize(frames, tf.stack([height, width])))
 
+    def device_views(self, crops, crop_size, flip=None) -> tf.Tensor:
+        """float32 ``[B, K, S, S, 3]`` network input from a batch of ``device_resize`` clips.
+
+        ``crops``: uint8 ``[B, K, P, Q, 3]`` RGB, clip b's crops in its top-left ``crop_size[b]``
+        (h, w) corner (zero padding around it is never read); ``flip``: bool ``[B]``, mirror
+        clip b (``None``: none). The mirror is a choice of column indices (the host mirrors the
+        uint8 crop before resizing: the same pixels) and the preset's colour order is applied
+        by the normalisation. The bilinear resize follows TensorFlow's ``ResizeBilinear`` with
+        half-pixel centres, which the host path uses: the same sample positions, clamped
+        indices, lerp weights and float32 operations in the same order, so the result equals
+        the host's ``make_views`` bit for bit. A crop that is already S x S is resized with zero
+        weights, i.e. copied, as the host skips it.
+        """
+        crops = tf.convert_to_tensor(crops)
+        shape = tf.shape(crops)
+        size = self.input_size
+        frames = tf.cast(tf.reshape(crops, tf.concat([[-1], shape[2:]], 0)), tf.float32)  # [B*K, P, Q, 3]
+        # Every crop of a clip shares its clip's size and mirror.
+        sizes = tf.repeat(tf.cast(crop_size, tf.int32), shape[1], axis=0)
+        y_low, y_high, y_lerp = _bilinear_axis(sizes[:, 0], size)
+        x_low, x_high, x_lerp = _bilinear_axis(sizes[:, 1], size)
+        if flip is not None:
+            mirrored = tf.repeat(tf.convert_to_tensor(flip, tf.bool), shape[1], axis=0)[:, None]
+            last = sizes[:, 1:] - 1
+            x_low, x_high = tf.where(mirrored, last - x_low, x_low), tf.where(mirrored, last - x_high, x_high)
+        top, bottom = (tf.gather(frames, rows, axis=1, batch_dims=1) for rows in (y_low, y_high))
+        x_weight, y_weight = x_lerp[:, None, :, None], y_lerp[:, :, None, None]
+
+        def across(rows):
+            left = tf.gather(rows, x_low, axis=2, batch_dims=1)
+            return left + (tf.gather(rows, x_high, axis=2, batch_dims=1) - left) * x_weight
+
+        top, bottom = across(top), across(bottom)
+        resized = top + (bottom - top) * y_weight
+        views = augment.normalize(resized, "rgb", self.normalization)
+        return tf.reshape(views, tf.concat([shape[:2], [size, size, self.channels]], 0))
+
     def _test_views(self, jpegs, width, height) -> tf.Tensor:
         size = self.input_size
         scaled_w, scaled_h = augment.scaled_frame_size(width, height, size)
@@ -244,3 +315,15 @@ class ClipSpec:
         # tsn-pytorch's channel order: x0, y0, x1, y1, ...
         stacked = tf.transpose(tf.stack([x, y], axis=-1), [0, 2, 3, 1, 4])
         return augment.normalize(tf.reshape(stacked, [k, s, s, 2 * f]), self.modality, self.normalization)
+
+
+def _bilinear_axis(in_sizes, out_size: int) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Lower and upper source indices and lerp weights ``[N, out_size]`` along one axis, for
+    ``N`` inputs of ``in_sizes`` pixels: TensorFlow's ``HalfPixelScaler`` and
+    ``compute_interpolation_weights`` (resize_bilinear_op.cc), in float32 as there."""
+    scale = tf.cast(in_sizes, tf.float32) / float(out_size)
+    position = (tf.range(out_size, dtype=tf.float32)[None, :] + 0.5) * scale[:, None] - 0.5
+    floor = tf.floor(position)
+    low = tf.maximum(tf.cast(floor, tf.int32), 0)
+    high = tf.minimum(tf.cast(tf.math.ceil(position), tf.int32), tf.cast(in_sizes, tf.int32)[:, None] - 1)
+    return low, high, position - floor

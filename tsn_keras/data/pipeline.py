@@ -71,7 +71,8 @@ def make_dataset(source, clip: ClipSpec, *, split: str | None = None, batch_size
 
     Returns:
         A dataset of ``(x, label)`` (or ``(x, label, video_id)``): ``x`` float32
-        ``(B, K, S, S, C)`` in train/val, ``(B, num_crops * T, S, S, C)`` crop-major in test;
+        ``(B, K, S, S, C)`` in train/val, ``(B, num_crops * T, S, S, C)`` crop-major in test
+        (with ``clip.device_resize``: ``{"crops", "crop_size"}`` for ``ClipSpec.device_views``);
         ``label`` int32 ``(B,)``. Its ``corrupt_counter`` attribute is the ``CorruptCounter``
         (``None`` unless skipping).
 
@@ -122,7 +123,10 @@ def make_dataset(source, clip: ClipSpec, *, split: str | None = None, batch_size
     clips = failures.report_failures(clips, counter)
     clips = clips.map(lambda e: (e["x"], e["label"], e["video_id"]) if return_ids else (e["x"], e["label"]))
     drop = (mode == "train") if drop_remainder is None else bool(drop_remainder)
-    dataset = clips.batch(batch_size, drop_remainder=drop).prefetch(AUTOTUNE)
+    # device_resize clips are crops of different sizes: zero-padded to the largest of the batch.
+    batched = (clips.padded_batch(batch_size, drop_remainder=drop) if spec.device_resize
+               else clips.batch(batch_size, drop_remainder=drop))
+    dataset = batched.prefetch(AUTOTUNE)
     dataset.corrupt_counter = counter
     return dataset
 
@@ -286,7 +290,7 @@ class _DatasetGraph:
 
         def load(e):
             seed = _element_seed(e["key"], e["shard_id"], e["record"])
-            x = tf.cond(e["ok"], lambda: spec.make_views(e["jpegs"], seed), lambda: tf.zeros(spec.output_shape))
+            x = tf.cond(e["ok"], lambda: spec.make_views(e["jpegs"], seed), spec.empty_views)
             return self._clip(e, x, e["ok"], e["lost"], e["what"])
 
         return failures.map_keeping_failures(self._epochs(repeat, epoch), load, self._empty_clip,
@@ -311,12 +315,12 @@ class _DatasetGraph:
 
     def _clip(self, e, x, ok, lost=0, what="") -> dict:
         """A clip (``ok``) or a marker that carries ``lost`` unreadable clips described by ``what``."""
-        return {"x": tf.ensure_shape(x, self.spec.output_shape), "label": e["label"], "video_id": e["video_id"],
+        return {"x": self.spec.ensure_views(x), "label": e["label"], "video_id": e["video_id"],
                 "ok": tf.convert_to_tensor(ok), "lost": tf.cast(lost, tf.int64),
                 "what": tf.convert_to_tensor(what, tf.string)}
 
     def _empty_clip(self, e) -> dict:
-        return self._clip(e, tf.zeros(self.spec.output_shape), False)
+        return self._clip(e, self.spec.empty_views(), False)
 
     def _unreadable_clips(self, chunk, positions) -> tf.Tensor:
         shards = tf.gather(self.path_table, tf.gather(chunk["shard_id"], positions))

@@ -33,7 +33,7 @@ import keras
 from tsn_keras.errors import ConfigError, DataError
 from tsn_keras.models.backbones import build_backbone
 from tsn_keras.models.consensus import SegmentConsensus, check_consensus
-from tsn_keras.models.layers import FoldedTimeDistributed
+from tsn_keras.models.layers import DeviceClipViews, FoldedTimeDistributed
 from tsn_keras.models.transfer import cross_modality_weights, find_backbone, transfer_weights
 from tsn_keras.models.weights import load_backbone_weights
 from tsn_keras.vocab import (
@@ -56,6 +56,7 @@ __all__ = [
     "load_tsn",
     "set_partial_bn",
     "snippet_model",
+    "with_device_views",
 ]
 
 # Layer names other modules rely on (snippet_model, evaluation, export, visualisation).
@@ -348,3 +349,19 @@ def snippet_model(model: keras.Model) -> keras.Model:
     logits = model.get_layer(FC_LAYER).output
     logits = keras.layers.Activation("linear", dtype="float32", name="snippet_logits")(logits)
     return keras.Model(model.inputs[0], logits, name=f"{model.name}_snippets")
+
+
+def with_device_views(model: TSN) -> keras.Model:
+    """``model`` behind ``DeviceClipViews``: a model for the clips of ``ClipSpec(device_resize=True)``.
+
+    The resize and normalisation of RGB training clips then run on the accelerator, as the
+    model's first step, instead of on the host CPU; the weights are ``model``'s own (train
+    this, save ``model``).
+    """
+    if model.modality != "rgb":
+        raise ConfigError(f"device resizing is for rgb models, not {model.modality}")
+    inputs = {"crops": keras.Input((None, None, None, 3), dtype="uint8", name="crops"),
+              "crop_size": keras.Input((2,), dtype="int32", name="crop_size"),
+              "flip": keras.Input((), dtype="bool", name="flip")}
+    views = DeviceClipViews(model.input_size, model.normalization, name="device_views")(inputs)
+    return keras.Model(inputs, model(views), name=f"{model.name}_device_views")
