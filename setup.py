@@ -45,7 +45,7 @@ setup(
             "efficientnet-lite-pytorch>=0.1",
         ],
     },
-    entry_points={"console_scripts": ["tsn=tsn_keras.cli:main"]},
+    entry_points={"console_scripts": ["tsn=tsn_keras.cli:entry_point"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",

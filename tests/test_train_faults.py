@@ -28,10 +28,9 @@ def _fill(folder: Path) -> None:
             pass
 
 
-def _disk_full(recipe: str, run_dir: str, fill_after_epoch: str) -> int:
+def _disk_full(recipe: str, run_dir: str, fill_after_epoch: str) -> None:
     """`tsn train` whose disk fills up at the end of an epoch (before that epoch's checkpoints)."""
-    from tsn_keras import callbacks
-    from tsn_keras.cli import main as tsn
+    from tsn_keras import callbacks, cli
 
     log_epoch = callbacks.EpochLog.on_epoch_end
 
@@ -41,7 +40,8 @@ def _disk_full(recipe: str, run_dir: str, fill_after_epoch: str) -> int:
             _fill(Path(run_dir).parent)
 
     callbacks.EpochLog.on_epoch_end = fill_then_log
-    return tsn(["train", "--config", recipe, "--run-dir", run_dir, "--verbose", "0"])
+    sys.argv = ["tsn", "train", "--config", recipe, "--run-dir", run_dir, "--verbose", "0"]
+    cli.entry_point()  # as the console script: leaves at once after the disk-full error
 
 
 def main(argv: list[str]) -> None:

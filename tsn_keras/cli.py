@@ -89,16 +89,30 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"tsn {command}: error: {message}", file=sys.stderr)
         if is_disk_full(err) and "h5py" in sys.modules:
-            # h5py crashes the interpreter at exit (segmentation fault) when it deallocates a
-            # file whose writes failed; every file that matters is already complete or untouched.
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(2)
+            global _LEAVE_AT_ONCE
+            _LEAVE_AT_ONCE = True
         return 2
     except KeyboardInterrupt:
         print(f"tsn {command}: interrupted", file=sys.stderr)
         return 130
 
 
+# Set when a disk-full error hit while h5py was loaded: h5py crashes the interpreter at exit
+# (segmentation fault) when it deallocates a file whose writes failed. The `tsn` process then
+# leaves at once (every file that matters is already complete or untouched); ``main`` itself
+# only returns, so that calling it in-process (tests, notebooks) never ends the caller.
+_LEAVE_AT_ONCE = False
+
+
+def entry_point() -> None:
+    """The ``tsn`` console script: ``main()``, and its exit code as the process's."""
+    code = main()
+    if _LEAVE_AT_ONCE:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry_point()
