@@ -129,8 +129,10 @@ def test_predict_on_a_4096_px_video_stays_within_a_memory_bound(tiny_shards, tmp
                           timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     peak_gb = int(done.stderr.split("MAXRSS_KB")[-1].split()[0]) / 2**20
-    # 8.5 GB before the bound; ~1.3 GB with it (TensorFlow itself is ~0.8 GB).
-    assert peak_gb < 2.5, f"peak {peak_gb:.1f} GB"
+    # 8.5 GB before the bound; with it 1.3 GB in one environment and 2.8 GB in a fresh clone's
+    # (TensorFlow itself, its thread pools and allocators, are most of it): 4 GB is well clear of
+    # the unbounded figure and of the spread between environments.
+    assert peak_gb < 4.0, f"peak {peak_gb:.1f} GB"
     assert "1. class" in done.stdout
 
 
