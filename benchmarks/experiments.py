@@ -69,14 +69,21 @@ def run_experiment(exp: Experiment, work: Path, data_root: str, quick: bool) -> 
     if record.is_file():
         return record_json(record)
     run_dir = work / "runs" / exp.name
-    if run_dir.exists():
-        shutil.rmtree(run_dir)  # an interrupted run: retrain from scratch so the wall time is honest
+    trained = work / "runs" / f"{exp.name}.trained.json"  # training finished, testing not (yet)
     overrides = [f"data.root={data_root}", f"train.output_dir={work / 'runs'}", *exp.overrides]
     config = load_config(exp.recipe, overrides + (QUICK_OVERRIDES if quick else []))
-    log(f"training {exp.name}: {exp.recipe} {' '.join(exp.overrides)}")
-    start = time.perf_counter()
-    result = train(config, run_dir=run_dir, verbose=2)
-    train_seconds = time.perf_counter() - start
+    if trained.is_file() and (run_dir / "model.keras").is_file():
+        log(f"reusing the trained {exp.name}")
+        train_record = record_json(trained)
+    else:
+        if run_dir.exists():
+            shutil.rmtree(run_dir)  # an interrupted training: retrain from scratch so the wall time is honest
+        log(f"training {exp.name}: {exp.recipe} {' '.join(exp.overrides)}")
+        start = time.perf_counter()
+        result = train(config, run_dir=run_dir, verbose=2)
+        train_record = record_json(trained, {"train_seconds": time.perf_counter() - start,
+                                             "history": {k: list(map(float, v)) for k, v in result.history.items()}})
+    train_seconds = train_record["train_seconds"]
     evaluations = {}
     for crops in exp.crops:
         log(f"testing {exp.name}: 25 snippets x {crops} crop(s)")
@@ -88,7 +95,7 @@ def run_experiment(exp: Experiment, work: Path, data_root: str, quick: bool) -> 
                                    "per_class": metrics["per_class"], "seconds": time.perf_counter() - start,
                                    "scores": str(work / "eval" / exp.name / f"crops{crops}" / "scores.npz"),
                                    "metrics": str(work / "eval" / exp.name / f"crops{crops}" / "metrics.json")}
-    history = result.history
+    history = train_record["history"]
     val = [v for v in history.get("val_accuracy", []) if v == v]
     return record_json(record, {
         "name": exp.name, "title": exp.title, "recipe": exp.recipe, "overrides": exp.overrides,
