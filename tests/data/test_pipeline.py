@@ -156,6 +156,35 @@ def test_same_seed_same_batches_epochs_differ(tiny_shards):
     assert collect(build(None))[2] != collect(build(None))[2]
 
 
+@pytest.mark.parametrize("read_mode", ["index", "stream"])
+def test_each_epoch_visits_a_shards_records_in_a_new_order(tiny_shards, read_mode):
+    # write_shards puts video train_<c>_<i> at position (4c + i) % 5 of shard (4c + i) // 5.
+    def per_shard(ids):
+        orders = {}
+        for video in ids:
+            c, i = map(int, video.split("_")[1:])
+            orders.setdefault((4 * c + i) // 5, []).append((4 * c + i) % 5)
+        return orders
+
+    def epochs(seed):
+        # shuffle_buffer=1: no example shuffle, so what is left is the shard and record order.
+        ds = pipeline.make_dataset(tiny_shards, ClipSpec(modality="rgb", input_size=INPUT), split="train",
+                                   batch_size=4, seed=seed, shuffle_buffer=1, return_ids=True, read_mode=read_mode)
+        return per_shard(collect(ds)[2]), per_shard(collect(ds)[2])
+
+    first, second = epochs(3)
+    assert first == epochs(3)[0] and second == epochs(3)[1]  # the same order for the same seed
+    full = [shard for shard, order in first.items() if len(order) == 5]
+    assert len(full) == 3 and all(sorted(first[s]) == list(range(5)) == sorted(second[s]) for s in full)
+    assert all(first[s] != second[s] for s in full)  # a new order each epoch, in every shard
+    assert any(first[s] != list(range(5)) for s in full)  # not the order of conversion
+    # Testing reads each shard in the order of conversion (test videos: 2 per class, 5 per shard).
+    test = pipeline.make_dataset(tiny_shards, ClipSpec(modality="rgb", mode="test", input_size=INPUT),
+                                 split="test", batch_size=4, return_ids=True, read_mode=read_mode)
+    positions = [2 * int(v.split("_")[1]) + int(v.split("_")[2]) for v in collect(test)[2]]
+    assert [p for p in positions if p < 5] == [0, 1, 2, 3, 4] and [p for p in positions if p >= 5] == [5, 6, 7]
+
+
 def test_seeded_shuffle_works_when_the_global_seed_is_zero(tiny_shards):
     # keras.utils.set_random_seed(0) (what train(seed=0) does) sets TensorFlow's global seed to 0,
     # where Dataset.shuffle(seed=<tensor>) fails in its seed resolution.

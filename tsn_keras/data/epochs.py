@@ -19,6 +19,7 @@ import tensorflow as tf
 from tsn_keras.data.reader import PYTHON_CALLS
 
 _NO_END = 1 << 62  # epochs of a repeated stream
+_WHOLE_SHARD = 1 << 62  # a batch that holds all of a shard's elements
 
 
 def epoch_key(base: int, number) -> tf.Tensor:
@@ -69,3 +70,54 @@ def epoch_stream(base: int, epoch_fn: Callable, *, repeat: bool, start: int = 0,
         return tf.reshape(value, [])
 
     return tf.data.Dataset.from_tensors(tf.constant(0, tf.int64)).map(number).map(key).flat_map(epoch_fn)
+
+
+# --- the random choices of one epoch, each a function of its key --------------------------------
+
+def element_seed(key, shard_id, record) -> tf.Tensor:
+    """The stateless seed of one clip: a function of the epoch key, the shard and the record."""
+    base = tf.stack([tf.cast(key, tf.int64), tf.cast(shard_id, tf.int64)])
+    return tf.random.experimental.stateless_fold_in(base, tf.cast(record, tf.int64))
+
+
+def shard_order(key, shard_ids: list[int]) -> tf.Tensor:
+    """The order in which an epoch visits the shards."""
+    ids = tf.constant(shard_ids, tf.int64)
+    return tf.random.experimental.stateless_shuffle(ids, seed=tf.stack([tf.cast(key, tf.int64), tf.constant(1, tf.int64)]))
+
+
+def record_order(key, shard_id, count) -> tf.Tensor:
+    """The order in which an epoch visits the ``count`` records of a shard (positions 0..count-1).
+
+    A new order every epoch: the order at conversion would make a clip's batch-mates mostly
+    its shard neighbours. Record -1 never names a clip, so the seed is no clip's.
+    """
+    return tf.random.experimental.stateless_shuffle(tf.range(tf.cast(count, tf.int64)),
+                                                    seed=element_seed(key, shard_id, -1))
+
+
+def in_record_order(ds: tf.data.Dataset, key, shard_id) -> tf.data.Dataset:
+    """The elements of one shard's dataset in :func:`record_order` (held in memory: a shard's
+    sampled frames, a small part of the shard)."""
+    def permute(block):
+        count = tf.shape(tf.nest.flatten(block)[0], out_type=tf.int64)[0]
+        order = record_order(key, shard_id, count)
+        return tf.nest.map_structure(lambda column: tf.gather(column, order), block)
+
+    return ds.batch(_WHOLE_SHARD).map(permute).unbatch()
+
+
+def block_shuffle(ds: tf.data.Dataset, key, size: int) -> tf.data.Dataset:
+    """Shuffle elements within blocks of ``size``, keyed by the epoch.
+
+    A stateless permutation per block rather than ``Dataset.shuffle(seed=key)``: with a
+    tensor seed, ``Dataset.shuffle`` fails whenever TensorFlow's global seed is 0 (its seed
+    resolution compares ``(0, tensor) == (0, 0)`` in Python), and ``keras.utils.set_random_seed(0)``
+    sets exactly that.
+    """
+    def permute(block_id, block):
+        n = tf.shape(tf.nest.flatten(block)[0])[0]
+        order = tf.random.experimental.stateless_shuffle(tf.range(n), seed=tf.stack([key, block_id]))
+        return tf.nest.map_structure(lambda column: tf.gather(column, order), block)
+
+    return ds.batch(size).enumerate().map(permute).unbatch()

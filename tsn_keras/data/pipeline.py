@@ -3,11 +3,13 @@
 Stages (``docs/DESIGN.md``, "Input pipeline contract"):
 
 1. epoch: one key per pass over the data, a pure function of (seed, epoch number), so a
-   stream can begin at any epoch (a resumed training run); from it the shard order, the example shuffle and every
-   clip's sampling and augmentation seeds derive, so the same seed gives the same batches;
-2. references: shards in a (per epoch shuffled) order, interleaved; for the indexed reader a
-   video is a small reference (shard, record, label, frame count); the streamed reader parses
-   each record here and keeps only the sampled JPEG strings;
+   stream can begin at any epoch (a resumed training run); from it the shard order, the order of
+   each shard's records, the example shuffle and every clip's sampling and augmentation seeds
+   derive, so the same seed gives the same batches (``epochs``);
+2. references: shards in a (per epoch shuffled) order, each shard's records in a (per epoch
+   shuffled) order, interleaved; for the indexed reader a video is a small reference (shard,
+   record, label, frame count); the streamed reader parses each record here and keeps only the
+   sampled JPEG strings (a shard's are held in memory to be reordered);
 3. clip: sample frame indices, fetch those JPEG byte ranges (indexed reader: one
    ``tf.numpy_function`` per group of clips over memory-mapped shards), decode, crop, flip and normalise
    in the graph (``clips.ClipSpec``);
@@ -141,12 +143,6 @@ def _distribute(num_shards: int, input_context) -> tuple[list[int], tuple[int, i
     return list(range(num_shards)), (pipelines, pipeline_id)
 
 
-def _element_seed(key, shard_id, record) -> tf.Tensor:
-    """The stateless seed of one clip: a function of the epoch key, the shard and the record."""
-    base = tf.stack([tf.cast(key, tf.int64), tf.cast(shard_id, tf.int64)])
-    return tf.random.experimental.stateless_fold_in(base, tf.cast(record, tf.int64))
-
-
 class _DatasetGraph:
     """The dataset graph of one ``make_dataset`` call, for either reader."""
 
@@ -167,28 +163,12 @@ class _DatasetGraph:
         return epochs.epoch_stream(self.base, epoch_fn, repeat=repeat, start=self.start, per_epoch=per_epoch)
 
     def _shard_order(self, key) -> tf.Tensor:
-        ids = tf.constant(self.shard_ids, tf.int64)
         if self.spec.mode != "train":
-            return ids
-        return tf.random.experimental.stateless_shuffle(ids, seed=tf.stack([key, tf.constant(1, tf.int64)]))
+            return tf.constant(self.shard_ids, tf.int64)
+        return epochs.shard_order(key, self.shard_ids)
 
     def _shuffle(self, ds, key):
-        """Shuffle examples within blocks of ``shuffle_buffer``, keyed by the epoch.
-
-        A stateless permutation per block rather than ``Dataset.shuffle(seed=key)``: with a
-        tensor seed, ``Dataset.shuffle`` fails whenever TensorFlow's global seed is 0 (its seed
-        resolution compares ``(0, tensor) == (0, 0)`` in Python), and ``keras.utils.set_random_seed(0)``
-        sets exactly that.
-        """
-        if not self.shuffle_buffer:
-            return ds
-
-        def permute(block_id, block):
-            size = tf.shape(tf.nest.flatten(block)[0])[0]
-            order = tf.random.experimental.stateless_shuffle(tf.range(size), seed=tf.stack([key, block_id]))
-            return tf.nest.map_structure(lambda column: tf.gather(column, order), block)
-
-        return ds.batch(self.shuffle_buffer).enumerate().map(permute).unbatch()
+        return epochs.block_shuffle(ds, key, self.shuffle_buffer) if self.shuffle_buffer else ds
 
     def _read_by_this_pipeline(self, shard_id, record) -> tf.Tensor:
         if self.element_split is None:
@@ -212,13 +192,14 @@ class _DatasetGraph:
 
         def ref(key, row):
             e = {"key": key, **{name: column[row] for name, column in table.items()}}
-            seed = _element_seed(key, e["shard_id"], e["record"])
+            seed = epochs.element_seed(key, e["shard_id"], e["record"])
             frames = spec.frame_indices(e["count"], tf.random.experimental.stateless_fold_in(seed, 0))
             return {**e, "seed": seed, "frames": frames}
 
         def refs(key, shard_id):
-            rows = tf.data.Dataset.range(bounds[shard_id][0], bounds[shard_id][1])
-            return rows.map(lambda row: ref(key, row))
+            start, count = bounds[shard_id][0], bounds[shard_id][1] - bounds[shard_id][0]
+            order = epochs.record_order(key, shard_id, count) if spec.mode == "train" else tf.range(count)
+            return tf.data.Dataset.from_tensor_slices(start + order).map(lambda row: ref(key, row))
 
         def epoch(key):
             order = tf.data.Dataset.from_tensor_slices(self._shard_order(key))
@@ -261,7 +242,7 @@ class _DatasetGraph:
         def parse(e):
             context, sequences = parse_video(e["serialized"], keys)
             count = tf.shape(sequences[keys[0]])[0]
-            seed = _element_seed(e["key"], e["shard_id"], e["record"])
+            seed = epochs.element_seed(e["key"], e["shard_id"], e["record"])
             frames = spec.frame_indices(count, tf.random.experimental.stateless_fold_in(seed, 0))
             jpegs = tf.stack([tf.gather(sequences[k], frames) for k in keys])
             return self._parsed(e, tf.cast(context["label"], tf.int32), context["video_id"], jpegs, True, 0, "")
@@ -278,18 +259,22 @@ class _DatasetGraph:
             records = tf.strings.as_string(tf.gather(chunk["record"], positions))
             return tf.strings.join(["corrupt data in shard ", shards, ": record ", records, " does not parse"])
 
+        def shard_clips(key, shard_id):
+            parsed = failures.map_keeping_failures(shard_records(key, shard_id), parse_or_report_loss, no_record,
+                                                   unparsable, self.deterministic)
+            # Keep only clips and reports of lost ones: the same sequence as the indexed reader's
+            # references, so that the record order, the shuffle and everything after them match.
+            clips = parsed.filter(lambda e: tf.logical_or(e["ok"], e["lost"] > 0))
+            return epochs.in_record_order(clips, key, shard_id) if spec.mode == "train" else clips
+
         def epoch(key):
             order = tf.data.Dataset.from_tensor_slices(self._shard_order(key))
-            records = order.interleave(lambda s: shard_records(key, s), cycle_length=self.cycle, block_length=1,
-                                       num_parallel_calls=AUTOTUNE, deterministic=self.deterministic)
-            parsed = failures.map_keeping_failures(records, parse_or_report_loss, no_record, unparsable,
-                                                   self.deterministic)
-            # Keep only clips and reports of lost ones: the same sequence as the indexed reader's
-            # references, so that the shuffle (and everything after it) matches.
-            return self._shuffle(parsed.filter(lambda e: tf.logical_or(e["ok"], e["lost"] > 0)), key)
+            clips = order.interleave(lambda s: shard_clips(key, s), cycle_length=self.cycle, block_length=1,
+                                     num_parallel_calls=AUTOTUNE, deterministic=self.deterministic)
+            return self._shuffle(clips, key)
 
         def load(e):
-            seed = _element_seed(e["key"], e["shard_id"], e["record"])
+            seed = epochs.element_seed(e["key"], e["shard_id"], e["record"])
             x = tf.cond(e["ok"], lambda: spec.make_views(e["jpegs"], seed), spec.empty_views)
             return self._clip(e, x, e["ok"], e["lost"], e["what"])
 
