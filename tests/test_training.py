@@ -184,6 +184,35 @@ def test_train_lowers_the_loss_and_writes_the_run_folder(tiny_shards, tmp_path):
         train(config, run_dir=run)
 
 
+def test_device_resize_trains_the_same_weights_as_the_host_path(tiny_shards, tmp_path):
+    import keras
+
+    from tsn_keras.training import train
+
+    def run(device_resize):
+        config = tiny_config(tiny_shards, data={"device_resize": device_resize}, train={"max_iterations": 3})
+        return train(config, tmp_path / str(device_resize), verbose=0)
+
+    host, device = run(False), run(True)
+    assert load_config(device.run_dir / "config.yaml").data.device_resize is True
+    assert "resized and normalised on the accelerator" in (device.run_dir / "train.log").read_text()
+    assert device.history["loss"] == host.history["loss"]  # the views are the host's, bit for bit
+    assert device.history["val_accuracy"] == host.history["val_accuracy"]
+    model = keras.saving.load_model(device.model_path)
+    assert type(model).__name__ == "TSN"  # model.keras is the TSN alone
+    for a, b in zip(model.get_weights(), keras.saving.load_model(host.model_path).get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    last = keras.models.clone_model(model)
+    last.load_weights(device.run_dir / "checkpoints" / "last.weights.h5")  # the TSN's weights, not the wrapper's
+    # On a CPU, auto keeps the host path; a recipe cannot ask for it on flow.
+    from tsn_keras.training import resolved
+    assert resolved(tiny_config(tiny_shards)).data.device_resize is (bool(__import__("tensorflow").config.list_physical_devices("GPU")))
+    with pytest.raises(ConfigError, match=r"data\.device_resize is for rgb training, not flow"):
+        tiny_config(tiny_shards, data={"modality": "flow", "device_resize": True})
+    with pytest.raises(ConfigError, match=r"data\.device_resize must be true, false or auto, got 'yes'"):
+        tiny_config(tiny_shards, data={"device_resize": "yes"})
+
+
 @pytest.mark.slow
 def test_bfloat16_xla_and_accumulation_train_on_cpu(tiny_shards, tmp_path):
     import keras

@@ -144,10 +144,11 @@ class ResumableCheckpoint(AtomicModelCheckpoint):
         filepath: the ``.weights.h5`` file.
         history: the run's :class:`HistoryCSV` (its rows are read at the first epoch).
         monitor, mode: as for ``ModelCheckpoint``.
+        weights_of: as for ``AtomicModelCheckpoint``.
     """
 
-    def __init__(self, filepath, history: HistoryCSV, monitor: str, mode: str):
-        super().__init__(filepath, monitor=monitor, mode=mode, save_best_only=True, verbose=0)
+    def __init__(self, filepath, history: HistoryCSV, monitor: str, mode: str, weights_of=None):
+        super().__init__(filepath, weights_of=weights_of, monitor=monitor, mode=mode, save_best_only=True, verbose=0)
         self.history = history
         self._started = False
 

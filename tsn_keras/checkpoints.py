@@ -67,16 +67,19 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
     """``ModelCheckpoint`` (weights only) whose file is replaced atomically.
 
     Overrides ``_save_model`` (Keras 3.15's; ``_get_file_path`` and ``_should_save_model``
-    keep Keras' naming and best-tracking).
+    keep Keras' naming and best-tracking). ``weights_of``: the model whose weights are saved,
+    when it is not the one being fit (a TSN trained behind ``with_device_views``), so that the
+    file loads into the TSN.
     """
 
-    def __init__(self, filepath, **kwargs):
+    def __init__(self, filepath, weights_of: keras.Model | None = None, **kwargs):
         super().__init__(filepath, save_weights_only=True, **kwargs)
+        self.weights_of = weights_of
 
     def _save_model(self, epoch, batch, logs):
         filepath = self._get_file_path(epoch, batch, logs)
         if self._should_save_model(epoch, batch, logs, filepath):
-            save_weights_atomically(self.model, filepath)
+            save_weights_atomically(self.weights_of or self.model, filepath)
 
 
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):

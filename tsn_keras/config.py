@@ -61,6 +61,9 @@ class DataConfig:
     normalization: str = "auto"  # auto: the backbone's preset
     shuffle_buffer: int = 64
     skip_corrupt: bool = False
+    # RGB training: resize, mirror and normalise crops on the accelerator, the host only decodes
+    # (ClipSpec.device_resize). auto: when a GPU is visible; a run keeps its first choice.
+    device_resize: bool | str = AUTO
 
     def resolved_new_length(self) -> int:
         return self.new_length if self.new_length is not None else DEFAULT_NEW_LENGTH[self.modality]
@@ -148,6 +151,10 @@ class Config:
         _at_least("data.input_size", d.input_size, 8)
         _at_least("data.max_distort", d.max_distort, 0)
         _at_least("data.shuffle_buffer", d.shuffle_buffer, 1)
+        if d.device_resize not in (True, False, AUTO):
+            raise ConfigError(f"data.device_resize must be true, false or auto, got {d.device_resize!r}")
+        if d.device_resize is True and d.modality != "rgb":
+            raise ConfigError(f"data.device_resize is for rgb training, not {d.modality}; set it to auto or false")
         if d.scales is not None and (not d.scales or any(not 0 < s <= 1 for s in d.scales)):
             raise ConfigError(f"data.scales must be a non-empty list of numbers in (0, 1], got {list(d.scales)}")
         _at_least("model.consensus_k", m.consensus_k, 1)

@@ -52,7 +52,9 @@ from tsn_keras.vocab import AUTO, backbone_preset
 log = logging.getLogger("tsn_keras.training")
 
 # Keys whose change makes a run folder's backup unusable (weight shapes or their meaning).
-_FIXED_ON_RESUME = ("model", "data.modality", "data.new_length", "data.num_segments", "data.input_size")
+# data.device_resize: the checkpoints of a run with it hold the weights under the wrapper model.
+_FIXED_ON_RESUME = ("model", "data.modality", "data.new_length", "data.num_segments", "data.input_size",
+                    "data.device_resize")
 
 
 @dataclass
@@ -94,14 +96,23 @@ def make_schedule(config: Config, train_videos: int, replicas: int) -> Schedule:
     return Schedule(replicas, micro, iteration_size, per_epoch, steps, math.ceil(t.max_iterations / per_epoch))
 
 
-def resolved(config: Config) -> Config:
-    """``config`` with the modality's defaults written in (what ``config.yaml`` stores)."""
+def resolved(config: Config, stored: Config | None = None) -> Config:
+    """``config`` with the modality's defaults written in (what ``config.yaml`` stores).
+
+    ``data.device_resize: auto`` becomes what the run folder's ``stored`` config chose (a
+    continued run keeps the layout of its checkpoints), else true for RGB when TensorFlow sees
+    a GPU: on a CPU the same cores would do the resize either way.
+    """
     d, m = config.data, config.model
+    device_resize = d.device_resize
+    if device_resize == AUTO:
+        device_resize = stored.data.device_resize if stored is not None else d.modality == "rgb" and _sees_gpu()
     data = replace(
         d,
         new_length=d.resolved_new_length(),
         scales=d.resolved_scales(),
         normalization=backbone_preset(m.backbone) if d.normalization == AUTO else d.normalization,
+        device_resize=device_resize is True,
     )
     return replace(config, data=data, model=replace(m, dropout=m.resolved_dropout(d.modality)))
 
@@ -128,7 +139,7 @@ def train(config: Config, run_dir=None, *, resume: bool = True, verbose="auto", 
         # A progress bar only on a terminal: redirected, its escape codes filled logs (70 KB a run).
         verbose = 1 if sys.stdout.isatty() else 2
     data = check_data(config)
-    config = resolved(config)
+    config = resolved(config, _stored_config(run_dir))
 
     import keras
 
@@ -158,7 +169,7 @@ def _fit(config: Config, data: DataSummary, schedule: Schedule, strategy, run: P
     from tsn_keras import callbacks as cb
     from tsn_keras.checkpoints import AtomicBackupAndRestore, AtomicModelCheckpoint
     from tsn_keras.distribute import describe, fit_under_multi_worker, is_chief, task_name
-    from tsn_keras.models.tsn import build_tsn
+    from tsn_keras.models.tsn import build_tsn, with_device_views
     from tsn_keras.optimization import first_conv_lr_mults, make_optimizer
 
     chief = is_chief(strategy)
@@ -172,6 +183,8 @@ def _fit(config: Config, data: DataSummary, schedule: Schedule, strategy, run: P
     # The plan goes to train.log and, at the start, to the console.
     for line in (f"run folder {run} ({'chief' if chief else task_name(strategy)})",
                  f"strategy: {describe(strategy)}",
+                 "input: " + ("uint8 crops, resized and normalised on the accelerator (data.device_resize)"
+                              if d.device_resize else "views resized and normalised on the host"),
                  f"{data.train_videos} training videos, {data.val_videos} validation videos, {len(data.classes)} classes",
                  f"iterations: {t.max_iterations} of {t.batch_size} clips = {schedule.replicas} replica(s) x "
                  f"{schedule.micro_batch_size} clips x {schedule.iteration_size} micro-step(s); "
@@ -192,7 +205,10 @@ def _fit(config: Config, data: DataSummary, schedule: Schedule, strategy, run: P
             input_size=d.input_size, weights=m.weights, consensus_k=m.consensus_k, init_from=m.init_from,
             normalization=d.normalization, class_names=list(data.classes),
         )
-        model.compile(
+        # The model fit sees: with device_resize, the TSN behind the accelerator's half of the
+        # pipeline (same weights); model.keras is the TSN alone either way.
+        fitted = with_device_views(model) if d.device_resize else model
+        fitted.compile(
             optimizer=make_optimizer(t, schedule.iteration_size, first_conv_lr_mults(model, d.modality)),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
@@ -200,7 +216,7 @@ def _fit(config: Config, data: DataSummary, schedule: Schedule, strategy, run: P
             steps_per_execution=t.steps_per_execution,
         )
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        fit_under_multi_worker(model, strategy)
+        fit_under_multi_worker(fitted, strategy)
 
     history = cb.HistoryCSV(out / "history.csv")
     monitor, mode = ("val_accuracy", "max") if val_data is not None else ("loss", "min")
@@ -211,8 +227,8 @@ def _fit(config: Config, data: DataSummary, schedule: Schedule, strategy, run: P
         cb.IterationLogger(t.lr, t.lr_steps, t.lr_decay),
         history,
         cb.EpochLog(),
-        cb.ResumableCheckpoint(out / "checkpoints" / "best.weights.h5", history, monitor, mode),
-        AtomicModelCheckpoint(out / "checkpoints" / "last.weights.h5"),
+        cb.ResumableCheckpoint(out / "checkpoints" / "best.weights.h5", history, monitor, mode, weights_of=model),
+        AtomicModelCheckpoint(out / "checkpoints" / "last.weights.h5", weights_of=model),
         cb.TensorBoardScalars(out / "tensorboard"),
         # After the history, so that an epoch is never backed up without its history row.
         cb.RandomStateBackup(out / "backup", start_epoch),
@@ -223,7 +239,7 @@ def _fit(config: Config, data: DataSummary, schedule: Schedule, strategy, run: P
     with warnings.catch_warnings():
         # Keras learns the length of the validation set by running out of it, and says so.
         warnings.filterwarnings("ignore", message="Your input ran out of data")
-        model.fit(
+        fitted.fit(
             train_data,
             epochs=schedule.epochs,
             steps_per_epoch=schedule.steps_per_epoch,
@@ -234,7 +250,7 @@ def _fit(config: Config, data: DataSummary, schedule: Schedule, strategy, run: P
             verbose=verbose,
             shuffle=False,  # the pipeline shuffles
         )
-    log.info("trained %d iterations in %.1f s", cb.completed_updates(model), time.perf_counter() - started)
+    log.info("trained %d iterations in %.1f s", cb.completed_updates(fitted), time.perf_counter() - started)
 
     model_path = out / "model.keras"
     _save_inference_model(model, model_path)
@@ -304,6 +320,20 @@ def _prepare_run_dir(config: Config, run_dir, resume: bool) -> Path:
             raise ConfigError(f"run folder {run} holds a finished run (model.keras); choose a new folder")
         _check_resumable(stored, config)
     return run
+
+
+def _sees_gpu() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def _stored_config(run_dir) -> Config | None:
+    """The resolved config of the run ``run_dir`` continues, if any."""
+    from tsn_keras.config import load_config
+
+    stored = Path(run_dir) / "config.yaml" if run_dir is not None else None
+    return load_config(stored) if stored is not None and stored.is_file() else None
 
 
 def _check_resumable(stored: Path, config: Config) -> None:

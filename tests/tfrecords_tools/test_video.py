@@ -81,3 +81,30 @@ def test_mildly_truncated_video_is_kept_and_flagged(broken):
     reader.check_complete()  # >= 50% of the declared frames: kept
     assert reader.truncated and 25 <= count < 51
     assert reader.info.declared_frames == 51
+
+
+def test_flow_for_a_few_fields_streams_the_video(tmp_path):
+    # tsn predict with a flow model computes flow only for the fields its snippets read; the
+    # grayscale frames between them must not be kept (240 frames of 640x480 would be 74 MB).
+    import tracemalloc
+
+    from tfrecords_tools.worker import VideoConverter, VideoSettings
+
+    width, height, count = 640, 480, 240
+    texture = cv2.GaussianBlur(np.random.default_rng(0).integers(0, 255, (height, width + count), np.uint8), (9, 9), 3)
+    path = tmp_path / "long.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (width, height))
+    for t in range(count):
+        writer.write(cv2.cvtColor(np.ascontiguousarray(texture[:, t:t + width]), cv2.COLOR_GRAY2BGR))
+    writer.release()
+
+    converter = VideoConverter(VideoSettings(modalities=("flow",), flow="dis", frame_size=None))
+    tracemalloc.start()
+    try:
+        encoded = converter.encode(path, flow_fields=[0, 100, 238])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert encoded.reader.decoded == count and len(encoded.frames["flow_x"]) == count - 1
+    assert len(set(encoded.frames["flow_x"])) <= 3  # every other field holds its nearest computed one
+    assert peak < 20 * 2**20, f"{peak / 2**20:.1f} MB traced while encoding"

@@ -120,11 +120,16 @@ class ClipSpec:
     @classmethod
     def from_config(cls, data, mode: str, normalization: str, *, num_snippets: int = 25,
                     num_crops: int = 1) -> ClipSpec:
-        """The spec of a recipe's ``data`` section (``config.DataConfig``) in ``mode``."""
+        """The spec of a recipe's ``data`` section (``config.DataConfig``) in ``mode``.
+
+        ``data.device_resize`` applies in train and val mode when it is ``True`` (a resolved
+        recipe's; ``"auto"`` is resolved by ``training.resolved``).
+        """
         return cls(modality=data.modality, mode=mode, num_segments=data.num_segments, new_length=data.new_length,
                    input_size=data.input_size, scales=data.scales, max_distort=data.max_distort,
                    more_fix_crop=data.more_fix_crop, flip=data.flip, normalization=normalization,
-                   num_snippets=num_snippets, num_crops=num_crops)
+                   num_snippets=num_snippets, num_crops=num_crops,
+                   device_resize=getattr(data, "device_resize", False) is True and mode != "test")
 
     @property
     def keys(self) -> tuple[str, ...]:
