@@ -61,6 +61,26 @@ def convert(work: Path, workers: int) -> dict:
 
 
 def run_experiment(exp: Experiment, work: Path, data_root: str, quick: bool) -> dict:
+    """Train and test ``exp`` (or reuse its record), in a process of its own.
+
+    One process per experiment: memory that a training run or the 10-crop test leaves behind
+    (TensorFlow's caches, retraced functions) accumulated over a dozen runs in one process and
+    ended one results job out of memory (24 GB on a 24 GB machine).
+    """
+    import subprocess
+    import sys
+
+    record = work / "runs" / f"{exp.name}.json"
+    if not record.is_file():
+        spec = json.dumps({"name": exp.name, "title": exp.title, "recipe": exp.recipe, "overrides": exp.overrides,
+                           "crops": list(exp.crops)})
+        command = [sys.executable, "-m", "benchmarks.experiments", spec, str(work), data_root, *(["--quick"] if quick else [])]
+        if subprocess.run(command, cwd=REPO).returncode != 0 or not record.is_file():
+            raise SystemExit(f"experiment {exp.name} failed (its output is above); rerun to resume")
+    return record_json(record)
+
+
+def _run_experiment_here(exp: Experiment, work: Path, data_root: str, quick: bool) -> dict:
     from tsn_keras.config import load_config
     from tsn_keras.evaluation import evaluate
     from tsn_keras.training import train
@@ -166,3 +186,11 @@ def compare(a: float, b: float, better: str, worse: str, same: str, margin: floa
     if b - a > margin:
         return worse
     return same
+
+
+if __name__ == "__main__":  # one experiment in this process: python -m benchmarks.experiments SPEC WORK DATA [--quick]
+    import sys
+
+    values = json.loads(sys.argv[1])
+    values["crops"] = tuple(values["crops"])
+    _run_experiment_here(Experiment(**values), Path(sys.argv[2]), sys.argv[3], "--quick" in sys.argv[4:])
