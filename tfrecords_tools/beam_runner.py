@@ -21,9 +21,11 @@ shards, byte indexes, checksums, journal and ``manifest.json``. How:
 
 Re-running continues: videos whose work files exist are not converted again, shards already
 complete (size and index present) are not rewritten, and shards the journal lists are skipped
-as in the local runner. I/O inside the pipeline goes through Beam's ``FileSystems``, so videos
-and work files may be on ``gs://`` and the like; the journal and manifest are written by the
-driver on a local (or mounted) output folder.
+as in the local runner. All I/O of the output goes through Beam's ``FileSystems``, so videos,
+work files, shards and the manifest may be on ``gs://`` and the like. The journal (and its lock)
+is the driver's: inside a local output folder, or, for a remote one, in a local state folder
+(``state_folder``, default ``~/.cache/tsn-keras/beam-journals/<hash of OUT>``) that a rerun
+from the same machine resumes.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from tfrecords_tools.conversion import (
     Conversion,
+    build_manifest,
     finish_conversion,
     plan_conversion,
     shard_file,
@@ -54,15 +57,16 @@ from tfrecords_tools.conversion import (
     video_outcome,
 )
 from tfrecords_tools.errors import ConfigError
-from tfrecords_tools.journal import Journal
+from tfrecords_tools.journal import JOURNAL_NAME, Journal
+from tfrecords_tools.manifest import MANIFEST_NAME, manifest_bytes
 from tfrecords_tools.plan import VideoEntry
 from tfrecords_tools.schema import encode_video
 from tfrecords_tools.shards import (
+    INDEX_SUFFIX,
     RECORD_FOOTER_BYTES,
     RECORD_HEADER_BYTES,
     ShardIndex,
     assemble_index,
-    index_path,
     jpeg_crcs,
 )
 from tfrecords_tools.worker import VideoSettings
@@ -277,7 +281,7 @@ class _WriteShard(beam.DoFn):
 
     @staticmethod
     def _complete(path: str, size: int) -> bool:
-        if not FileSystems.exists(path) or not FileSystems.exists(str(index_path(path))):
+        if not FileSystems.exists(path) or not FileSystems.exists(path + INDEX_SUFFIX):
             return False
         return FileSystems.match([path])[0].metadata_list[0].size_in_bytes == size
 
@@ -294,27 +298,43 @@ class _WriteShard(beam.DoFn):
         # complete only with its index beside it.
         with tempfile.TemporaryDirectory() as local:
             _shard_index(metas).save(Path(local) / "index")
-            _write_atomic(str(index_path(path)), (Path(local) / "index").read_bytes())
+            _write_atomic(path + INDEX_SUFFIX, (Path(local) / "index").read_bytes())
         FileSystems.rename([tmp], [path])
 
 
 # --- the driver ---------------------------------------------------------------------------
 
-def _work_folder(out: Path, header: dict) -> str:
+def is_remote(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a URL of a file system Beam reaches (``gs://``, ``s3://``, ...), not a local path."""
+    return "://" in os.fspath(path)
+
+
+def default_state_folder(out: str) -> Path:
+    """Where the journal of a conversion into the remote folder ``out`` is kept on this machine."""
+    cache = Path(os.environ.get("TSN_KERAS_CACHE", Path.home() / ".cache" / "tsn-keras"))
+    return cache / "beam-journals" / hashlib.sha256(out.encode()).hexdigest()[:16]
+
+
+def _work_folder(out: str, header: dict) -> str:
     # Keyed by the journal header: work files of other options or inputs are never reused.
-    return str(out / WORK_DIR / hashlib.sha256(json.dumps(header, sort_keys=True).encode()).hexdigest()[:16])
+    return _join(out, WORK_DIR, hashlib.sha256(json.dumps(header, sort_keys=True).encode()).hexdigest()[:16])
 
 
 def convert_dataset_beam(source: str | os.PathLike, out: str | os.PathLike, *,
                          beam_options: str | Sequence[str] | None = None, strict: bool = False,
-                         overwrite: bool = False, **options) -> dict:
+                         overwrite: bool = False, state_folder: str | os.PathLike | None = None, **options) -> dict:
     """:func:`tfrecords_tools.convert.convert_dataset` as a Beam pipeline; returns the manifest.
 
     Args:
-        source, out, strict, overwrite: as in ``convert_dataset``.
+        source, out, strict, overwrite: as in ``convert_dataset``; ``out`` may also be a URL
+            of a file system Beam reaches (``gs://bucket/shards``): the workers write the shards
+            and the driver the manifest there through Beam's ``FileSystems``.
         beam_options: Beam pipeline flags, e.g. ``"--direct_num_workers=2
             --direct_running_mode=multi_processing"`` or ``"--runner=DataflowRunner --project=..."``
             (DirectRunner when none is given).
+        state_folder: (remote ``out`` only) the local folder of the journal and its lock, which
+            a rerun from this machine resumes; default under ``$TSN_KERAS_CACHE``
+            (``~/.cache/tsn-keras``), keyed by ``out``. A local ``out`` keeps them inside it.
         **options: the conversion options of ``convert_dataset`` (format, modalities, frame_size, ...),
             except ``workers`` and ``progress``: the runner decides both.
 
@@ -324,10 +344,14 @@ def convert_dataset_beam(source: str | os.PathLike, out: str | os.PathLike, *,
     """
     flags = pipeline_options(beam_options)
     conversion = plan_conversion(source, **options)
-    out = Path(out)
-    if overwrite and (out / WORK_DIR).is_dir():
-        shutil.rmtree(out / WORK_DIR)
-    journal = Journal.open(out, conversion.header, overwrite)
+    remote = is_remote(out)
+    out = os.fspath(out).rstrip("/") if remote else os.fspath(Path(out))
+    state = Path(state_folder or default_state_folder(out)) if remote else Path(out)
+    if remote:
+        _prepare_remote(out, state, overwrite)
+    elif overwrite and (Path(out) / WORK_DIR).is_dir():
+        shutil.rmtree(Path(out) / WORK_DIR)
+    journal = Journal.open(state, conversion.header, overwrite)
     try:
         work = _work_folder(out, conversion.header)
         starts = {name: journal.done(name) for name in conversion.order}
@@ -340,19 +364,55 @@ def convert_dataset_beam(source: str | os.PathLike, out: str | os.PathLike, *,
         for name in conversion.order:
             for chunk in _finished_chunks(work, name, starts[name][0]):
                 journal.append(chunk)
-        manifest = finish_conversion(out, conversion, journal.chunks, strict=False)
+        if remote:
+            manifest = build_manifest(conversion.plan, conversion.order, journal.chunks, conversion.options,
+                                      conversion.settings)
+            _write_atomic(_join(out, MANIFEST_NAME), manifest_bytes(manifest))
+        else:
+            manifest = finish_conversion(out, conversion, journal.chunks, strict=False)
     finally:
         journal.close()  # releases the folder's lock
-    shutil.rmtree(work, ignore_errors=True)  # after the manifest: a crash before it leaves the work to reuse
-    if (out / WORK_DIR).is_dir() and not any((out / WORK_DIR).iterdir()):
-        (out / WORK_DIR).rmdir()
+    # After the manifest: a crash before it leaves the work to reuse.
+    _delete_tree(work)
+    if not remote and (Path(out) / WORK_DIR).is_dir() and not any((Path(out) / WORK_DIR).iterdir()):
+        (Path(out) / WORK_DIR).rmdir()
     error = strict_error(manifest, out)
     if strict and error is not None:
         raise error
     return manifest
 
 
-def _run_pipeline(flags: PipelineOptions, conversion: Conversion, out: Path, work: str, starts: dict) -> None:
+def _prepare_remote(out: str, state: Path, overwrite: bool) -> None:
+    """Refuse to mix with a remote conversion this machine has no journal of; with ``overwrite``,
+    delete what the remote manifest lists (and the work folder) first."""
+    manifest_path = _join(out, MANIFEST_NAME)
+    if overwrite:
+        if _exists(manifest_path):
+            listed = [s["file"] for split in json.loads(_read(manifest_path))["splits"].values() for s in split["shards"]]
+            doomed = [p for f in listed for p in (_join(out, f), _join(out, f) + INDEX_SUFFIX) if _exists(p)]
+            if doomed:
+                FileSystems.delete(doomed)
+            FileSystems.delete([manifest_path])
+        _delete_tree(_join(out, WORK_DIR, "*"))
+    elif _exists(manifest_path) and not (state / JOURNAL_NAME).exists():
+        raise ConfigError(f"{out} already holds converted data and this machine has no journal of it ({state}); "
+                          "pass --overwrite (overwrite=True) to replace it, or choose another folder")
+
+
+def _delete_tree(work: str) -> None:
+    """Delete a work folder (``work`` may end in a ``*`` component). An object store has no
+    folders to remove recursively: its files are matched by the work folder's layout."""
+    if not is_remote(work):
+        for folder in ([work] if "*" not in work else [str(p) for p in Path(work).parent.glob(Path(work).name)]):
+            shutil.rmtree(folder, ignore_errors=True)
+        return
+    patterns = [_join(work, "tasks.jsonl"), _join(work, "videos", "*", "*"), _join(work, "chunks", "*", "*")]
+    files = [m.path for result in FileSystems.match(patterns) for m in result.metadata_list]
+    if files:
+        FileSystems.delete(files)
+
+
+def _run_pipeline(flags: PipelineOptions, conversion: Conversion, out: str, work: str, starts: dict) -> None:
     target = conversion.target_bytes
     with beam.Pipeline(options=flags) as pipeline:
         _ = (pipeline
@@ -362,7 +422,7 @@ def _run_pipeline(flags: PipelineOptions, conversion: Conversion, out: Path, wor
              | "BySplit" >> beam.GroupByKey()
              | "Plan" >> beam.FlatMap(lambda kv: plan_chunks(kv[0], kv[1], *starts[kv[0]], target))
              | "SpreadShards" >> beam.Reshuffle()
-             | "Write" >> beam.ParDo(_WriteShard(str(out), work)))
+             | "Write" >> beam.ParDo(_WriteShard(out, work)))
 
 
 def _finished_chunks(work: str, split: str, start: int) -> list[dict]:

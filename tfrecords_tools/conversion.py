@@ -161,7 +161,7 @@ def strict_error(manifest: dict, out: str | os.PathLike) -> DataError | None:
     first = (manifest["rejects"] or manifest["missing"])[0]
     return DataError(f"strict: {len(manifest['rejects'])} video(s) rejected and {len(manifest['missing'])} "
                      f"missing (first: {first['path']}: {first.get('reason', 'not on disk')}); "
-                     f"details in {Path(out) / 'manifest.json'}")
+                     f"details in {os.fspath(out).rstrip('/')}/manifest.json")
 
 
 def _frame_stats(frames: list[int]) -> dict:

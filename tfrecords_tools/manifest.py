@@ -17,11 +17,16 @@ MANIFEST_FORMAT = "tsn-keras-shards"
 MANIFEST_VERSION = 1
 
 
+def manifest_bytes(manifest: dict) -> bytes:
+    """The bytes of ``manifest.json`` for ``manifest`` (format and version first)."""
+    manifest = {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, **manifest}
+    return (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode()
+
+
 def write_manifest(root: str | os.PathLike, manifest: dict) -> Path:
     """Write ``<root>/manifest.json`` atomically (see ``docs/DESIGN.md`` for its fields)."""
-    manifest = {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, **manifest}
     path = Path(root) / MANIFEST_NAME
-    atomic_write_bytes(path, (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode())
+    atomic_write_bytes(path, manifest_bytes(manifest))
     return path
 
 

@@ -148,3 +148,99 @@ def test_a_videos_bytes_do_not_depend_on_the_video_converted_before(shared_data)
     alone = converter(first, "a").record.frames
     converter(other, "a")
     assert converter(first, "a").record.frames == alone
+
+
+# --- an output folder that is not a local path ----------------------------------------------
+
+def _bucket_filesystem(root: Path):
+    """A Beam file system for ``testbucket://PATH``, kept in ``root``: a stand-in for ``gs://``.
+
+    Nothing in the conversion can open such a URL with local file I/O, so a conversion into it
+    shows that the shards, work files and manifest all go through Beam's ``FileSystems``.
+    """
+    from apache_beam.io.filesystem import FileMetadata, MatchResult
+    from apache_beam.io.localfilesystem import LocalFileSystem
+
+    prefix = "testbucket://"
+
+    def local(path):
+        # LocalFileSystem's own methods call the others with local paths: those pass through.
+        return str(root / path[len(prefix):]) if path.startswith(prefix) else path
+
+    def url(path):
+        return prefix + str(Path(path).relative_to(root))
+
+    class BucketFileSystem(LocalFileSystem):
+        @classmethod
+        def scheme(cls):
+            return "testbucket"
+
+        def join(self, basepath, *paths):
+            return "/".join([basepath.rstrip("/"), *(p.strip("/") for p in paths)])
+
+        def split(self, path):
+            head, _, tail = path.rstrip("/").rpartition("/")
+            return head, tail
+
+        def has_dirs(self):
+            return False  # as a bucket
+
+        def mkdirs(self, path):
+            return super().mkdirs(local(path))
+
+        def create(self, path, *args, **kwargs):
+            return super().create(local(path), *args, **kwargs)
+
+        def open(self, path, *args, **kwargs):
+            return super().open(local(path), *args, **kwargs)
+
+        def rename(self, sources, destinations):
+            return super().rename([local(p) for p in sources], [local(p) for p in destinations])
+
+        def delete(self, paths):  # as a bucket: files only
+            for path in paths:
+                Path(local(path)).unlink()
+
+        def exists(self, path):
+            return super().exists(local(path))
+
+        def size(self, path):
+            return super().size(local(path))
+
+        def match(self, patterns, limits=None):
+            results = super().match([local(p) for p in patterns], limits)
+            return [MatchResult(pattern, [FileMetadata(url(m.path), m.size_in_bytes, m.last_updated_in_seconds)
+                                          for m in result.metadata_list])
+                    for pattern, result in zip(patterns, results, strict=True)]
+
+    return BucketFileSystem
+
+
+@pytest.mark.slow
+def test_beam_writes_to_a_remote_output_folder(videos, local_conversion, tmp_path, monkeypatch):
+    bucket = tmp_path / "bucket"
+    bucket.mkdir()
+    filesystem = _bucket_filesystem(bucket)  # registered with Beam while it exists (a subclass)
+    state = tmp_path / "state"
+    manifest = beam_runner.convert_dataset_beam(videos, "testbucket://kinetics/shards", state_folder=state, **OPTIONS)
+    assert json.loads(json.dumps(manifest)) == {k: v for k, v in load_manifest(local_conversion).items()
+                                                if k not in ("format", "version")}
+    # The local runner's files, byte for byte, except the journal and its lock: they stay on this machine.
+    remote = _files(bucket / "kinetics" / "shards")
+    assert remote == {k: v for k, v in _files(local_conversion).items() if k not in ("convert-journal.jsonl", ".lock")}
+    assert (state / "convert-journal.jsonl").is_file()
+
+    # A rerun resumes from the journal (nothing to do); another machine's journal is not this one's.
+    assert beam_runner.convert_dataset_beam(videos, "testbucket://kinetics/shards", state_folder=state,
+                                            **OPTIONS) == manifest
+    with pytest.raises(ConfigError, match="already holds converted data and this machine has no journal"):
+        beam_runner.convert_dataset_beam(videos, "testbucket://kinetics/shards", state_folder=tmp_path / "other",
+                                         **OPTIONS)
+    # --overwrite deletes what the remote manifest lists, then converts again.
+    stray = bucket / "kinetics" / "shards" / "notes.txt"
+    stray.write_text("not ours")
+    again = beam_runner.convert_dataset_beam(videos, "testbucket://kinetics/shards", state_folder=tmp_path / "other",
+                                             overwrite=True, **OPTIONS)
+    assert again == manifest and stray.read_text() == "not ours"
+    assert _files(bucket / "kinetics" / "shards") == {**remote, "notes.txt": _files(bucket / "kinetics" / "shards")["notes.txt"]}
+    del filesystem

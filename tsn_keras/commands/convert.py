@@ -110,6 +110,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="Beam pipeline flags for --runner beam, e.g. \"--direct_num_workers=2 "
                              "--direct_running_mode=multi_processing\" or \"--runner=DataflowRunner --project=P ...\"; "
                              "a single flag needs the = form: --beam-options=--runner=FlinkRunner")
+    parser.add_argument("--state-dir", default=None,
+                        help="--runner beam with a remote OUT (gs://...): the local folder of the journal a rerun "
+                             "resumes [~/.cache/tsn-keras/beam-journals/<hash of OUT>]")
     parser.add_argument("--present-classes-only", action="store_true",
                         help="keep only classes with at least one video on disk, relabelled 0..n-1")
     parser.add_argument("--strict", action="store_true", help="exit with code 2 if any video was rejected or missing")
@@ -143,11 +146,12 @@ def run(args: argparse.Namespace) -> int:
             if (err.name or "").split(".")[0] not in ("apache_beam", "google_crc32c"):
                 raise
             raise ConfigError(BEAM_MISSING) from None
-        manifest = convert_dataset_beam(args.source, args.out, beam_options=args.beam_options, **options)
+        manifest = convert_dataset_beam(args.source, args.out, beam_options=args.beam_options,
+                                        state_folder=args.state_dir, **options)
         how = "beam"
     else:
-        if args.beam_options:
-            raise ConfigError("--beam-options is for --runner beam")
+        if args.beam_options or args.state_dir:
+            raise ConfigError(f"{'--beam-options' if args.beam_options else '--state-dir'} is for --runner beam")
         workers = args.workers if args.workers is not None else os.cpu_count() or 1
         manifest = convert_dataset(args.source, args.out, workers=workers, progress=not args.no_progress, **options)
         how = f"{workers} worker{'s' if workers != 1 else ''}"
