@@ -483,6 +483,29 @@ def _benchmark_section(b: dict) -> list[str]:
     return lines
 
 
+def splice_pretrained(out: Path, work: Path) -> None:
+    """Replace (or insert, before the demo) the pre-trained section of ``out`` with the finished runs'."""
+    from benchmarks.experiments import record_json
+
+    runs = {exp.name: record_json(work / "runs" / f"{exp.name}.json") for exp in PRETRAINED_EXPERIMENTS
+            if (work / "runs" / f"{exp.name}.json").is_file()}
+    if "pt_rgb" not in runs:
+        raise SystemExit(f"no finished pt_rgb run under {work / 'runs'}: nothing to write")
+    fusions = [f for f in PRETRAINED_FUSIONS if all(s in runs and "10" in runs[s]["evaluations"] for s in f[2])]
+    section = "\n".join(pretrained_section(runs, fuse_streams(work, runs, fusions)))
+    text = out.read_text()
+    head = "## With ImageNet pre-training (EfficientNet-Lite0)"
+    if head in text:
+        start = text.index(head)
+        end = text.find("\n## ", start + len(head))
+        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
+    else:
+        anchor = text.index("## The built-in demo")
+        text = text[:anchor] + section + "\n" + text[anchor:]
+    out.write_text(text)
+    log(f"wrote the pre-trained section ({len(runs)} of {len(PRETRAINED_EXPERIMENTS)} runs) into {out}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.results", description=__doc__.split("\n")[0])
     parser.add_argument("--work", type=Path, default=REPO / "results", help="where runs and scores go (default results/)")
@@ -491,7 +514,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fresh", action="store_true", help="discard finished steps in --work and start over")
     parser.add_argument("--skip-benchmarks", action="store_true", help="leave the benchmarks and the demo out")
     parser.add_argument("--workers", type=int, default=2, help="conversion workers (default 2)")
+    parser.add_argument("--pretrained-only", action="store_true",
+                        help="write only the pre-trained section into --out, from the runs finished so far "
+                             "(the rest of the document stays as it is): a partial result while a results job runs")
     args = parser.parse_args(argv)
+    if args.pretrained_only:
+        splice_pretrained(args.out, args.work)
+        return
 
     if not (SHARED_DATA / "UCF-101").is_dir():
         raise SystemExit(f"UCF101 clips not found under {SHARED_DATA} (set TSN_SHARED_DATA)")
