@@ -188,12 +188,15 @@ def _plots(work: Path, out_dir: Path, runs: dict, fused: dict) -> dict[str, str]
     return paths
 
 
+LOOK_CLIP = "Archery/v_Archery_g01_c01.avi"  # group 1: in the test list of split 1
+
+
 def write_document(path: Path, work: Path, data: dict, runs: dict, fused: dict, pretrained: tuple[dict, dict],
                    benchmarks: dict | None, demo: dict | None, quick: bool) -> None:
     import tensorflow as tf
 
     plots = _plots(work, path.parent / "results", runs, fused)
-    clip = SHARED_DATA / "UCF-101" / "Archery" / "v_Archery_g01_c01.avi"  # group 1: in the test list of split 1
+    clip = SHARED_DATA / "UCF-101" / LOOK_CLIP
     look = look_inside(work, path.parent / "results", {**runs, **pretrained[0]}, clip, list(data["classes"])[:4],
                        quick=quick)
     rgb, flow, diff, k1 = runs["rgb"], runs["flow"], runs["rgb_diff"], runs["rgb_k1"]
@@ -506,6 +509,30 @@ def splice_pretrained(out: Path, work: Path) -> None:
     log(f"wrote the pre-trained section ({len(runs)} of {len(PRETRAINED_EXPERIMENTS)} runs) into {out}")
 
 
+def splice_look(out: Path, work: Path) -> None:
+    """Replace (or insert, before the pre-trained section) the "looking inside" section of ``out``,
+    drawn from the pre-trained runs finished so far."""
+    from benchmarks.experiments import record_json
+
+    runs = {exp.name: record_json(work / "runs" / f"{exp.name}.json") for exp in PRETRAINED_EXPERIMENTS
+            if (work / "runs" / f"{exp.name}.json").is_file()}
+    data = record_json(work / "convert.json")
+    clip = SHARED_DATA / "UCF-101" / LOOK_CLIP
+    section = "\n".join(look_section(look_inside(work, out.parent / "results", runs, clip,
+                                                  list(data["classes"])[:4])))
+    text = out.read_text()
+    head = "## Looking inside the models"
+    if head in text:
+        start = text.index(head)
+        end = text.find("\n## ", start + len(head))
+        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
+    else:
+        anchor = text.index("## With ImageNet pre-training")
+        text = text[:anchor] + section + "\n" + text[anchor:]
+    out.write_text(text)
+    log(f"wrote the looking-inside section into {out}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.results", description=__doc__.split("\n")[0])
     parser.add_argument("--work", type=Path, default=REPO / "results", help="where runs and scores go (default results/)")
@@ -520,6 +547,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.pretrained_only:
         splice_pretrained(args.out, args.work)
+        splice_look(args.out, args.work)
         return
 
     if not (SHARED_DATA / "UCF-101").is_dir():

@@ -60,14 +60,15 @@ def look_inside(work: Path, out_dir: Path, runs: dict[str, dict], clip: Path, cl
 
     record_path = work / "explain.json"
     out_dir.mkdir(parents=True, exist_ok=True)
-    if record_path.is_file():  # drawn before: only copy the figures again (results.py clears out_dir)
-        record = json.loads(record_path.read_text())
-        for source, target in record["copies"]:
-            _shrink(Path(source), out_dir / target)
-        return record
     present = [(name, title) for name, title in SETTINGS if name in runs]
     missing = [title for name, title in SETTINGS if name not in runs]
-    record: dict = {"missing": missing, "classes": classes, "copies": []}
+    if record_path.is_file():  # drawn before: only copy the figures again (results.py clears out_dir) ...
+        record = json.loads(record_path.read_text())
+        if record.get("present") == [name for name, _ in present]:  # ... unless more runs have finished since
+            for source, target in record["copies"]:
+                _shrink(Path(source), out_dir / target)
+            return record
+    record: dict = {"missing": missing, "present": [name for name, _ in present], "classes": classes, "copies": []}
     config = DrawConfig(steps=10, octaves=(0.5, 1.0)) if quick else DrawConfig()
     rows = [runs[name]["run_dir"] for name, _ in present]
     if rows:
@@ -113,10 +114,10 @@ def section(record: dict) -> list[str]:
             f"Class visualisations drawn from noise by gradient ascent (`tsn visualize`), for "
             f"{', '.join(record['classes'])}; rows: {'; '.join(visual['rows'])}. "
             "The paper's rows are without pre-training, with pre-training only, and with TSN; "
-            + (f"missing here: {'; '.join(record['missing'])} (no such run: these CPU runs have no ImageNet "
-               "weights and the K = 1 flow run is not trained). " if record["missing"] else "")
-            + "The tiny backbone at 112 px trained from scratch is the paper's \"without pre-training\" case, "
-              "for which the paper too finds little visual structure.",
+            + (f"missing here: {'; '.join(record['missing'])} (not trained yet when this was drawn, or, for "
+               "flow, no K = 1 run). " if record["missing"] else "")
+            + "All rows are EfficientNet-Lite0 at 112 px; the paper finds little visual structure without "
+              "pre-training, and TSN's pictures focus on the actor.",
             "",
             f"`{visual['command']}`",
             "",
