@@ -440,6 +440,9 @@ def _benchmark_section(b: dict) -> list[str]:
         f"| same, reading whole records (stream reader, for contrast) | {p['stream_length_1000_vs_100']:.2f} | - |",
         f"| conversion, RGB: frames/s / bare decode+resize+encode loop | {c['rgb_vs_bound']:.2f} | - |",
         f"| conversion, 2 workers / 1 worker | {c['speedup_2_workers']:.2f} | - |",
+        *([f"| conversion, `--runner beam` (DirectRunner, 2 processes) / local runner 2 workers, frames/s "
+           f"(same bytes: {c['beam_same_bytes']}) | {c['beam_vs_local_2_workers']:.2f} | >= 0.8 |"]
+          if "beam_vs_local_2_workers" in c else []),
         f"| folded / stock `TimeDistributed` training step, BN-Inception 96 px, K=3 | "
         f"{f['speedup_vs_stock']:.2f} | >= 3 |",
         f"| same, tiny backbone 64 px, K=8 | {fk['speedup_vs_stock']:.2f} | >= 3 |",
