@@ -60,6 +60,42 @@ def convert(work: Path, workers: int) -> dict:
                           "workers": workers})
 
 
+def convert_tvl1(work: Path, workers: int) -> dict:
+    """The flow of the same subset and split with the paper's TV-L1, on the TensorFlow engine
+    (issue: the TV-L1 flow TSN beside the DIS one). Hours on 2 cores, so resumable: the
+    conversion continues from its journal, and its wall time adds up over the attempts
+    (``convert_tvl1.seconds`` is updated every 30 s while it runs)."""
+    import threading
+
+    from tfrecords_tools.convert import convert_dataset
+
+    out, record, spent_file = work / "ucf101_subset_tvl1", work / "convert_tvl1.json", work / "convert_tvl1.seconds"
+    if record.is_file() and (out / "manifest.json").is_file():
+        return record_json(record)
+    spent = float(spent_file.read_text()) if spent_file.is_file() else 0.0
+    log(f"converting {SHARED_DATA / 'UCF-101'} -> {out} (TV-L1, TensorFlow engine; {spent / 3600:.1f} h spent so far)")
+    start, done = time.perf_counter(), threading.Event()
+
+    def keep_time():
+        while not done.wait(30):
+            spent_file.write_text(f"{spent + time.perf_counter() - start:.1f}\n")
+
+    clock = threading.Thread(target=keep_time, daemon=True)
+    clock.start()
+    try:
+        manifest = convert_dataset(SHARED_DATA, out, format="ucf101", split=1, present_classes_only=True,
+                                   val_fraction=0.2, modalities=("flow",), flow="tvl1", flow_engine="tf",
+                                   frame_size=FRAME_SIZE, workers=workers, progress=False)
+    finally:
+        done.set()
+        spent_file.write_text(f"{spent + time.perf_counter() - start:.1f}\n")
+    splits = {name: info["videos"] for name, info in manifest["splits"].items()}
+    frames = sum(info["frames"]["total"] for info in manifest["splits"].values())
+    return record_json(record, {"root": str(out), "seconds": float(spent_file.read_text()), "splits": splits,
+                                "frames": frames, "flow": "tvl1", "engine": "tf", "workers": workers,
+                                "commit": _commit()})
+
+
 def run_experiment(exp: Experiment, work: Path, data_root: str, quick: bool) -> dict:
     """Train and test ``exp`` (or reuse its record), in a process of its own.
 

@@ -43,6 +43,7 @@ from benchmarks.experiments import (
     Experiment,
     compare,
     convert,
+    convert_tvl1,
     fuse_streams,
     log,
     minutes,
@@ -51,7 +52,12 @@ from benchmarks.experiments import (
     row,
     run_experiment,
 )
-from benchmarks.results_pretrained import PRETRAINED_EXPERIMENTS, PRETRAINED_FUSIONS, pretrained_section
+from benchmarks.results_pretrained import (
+    PRETRAINED_EXPERIMENTS,
+    PRETRAINED_FUSIONS,
+    TVL1_EXPERIMENT,
+    pretrained_section,
+)
 
 EXPERIMENTS = [
     Experiment("rgb", "RGB", "ucf101subset_rgb", crops=(1, 10)),
@@ -341,7 +347,7 @@ def write_document(path: Path, work: Path, data: dict, runs: dict, fused: dict, 
         "",
         *look_section(look),
     ]
-    lines += pretrained_section(*pretrained)
+    lines += pretrained_section(*pretrained, conversions=_conversions(work))
     if demo:
         lines += _demo_section(demo)
     if benchmarks:
@@ -489,6 +495,19 @@ def _benchmark_section(b: dict) -> list[str]:
     return lines
 
 
+def _conversions(work: Path) -> dict[str, dict]:
+    """The conversion records there are: ``dis`` (RGB + DIS flow) and ``tvl1`` (TV-L1 flow), or its
+    hours spent so far while it is unfinished."""
+    from benchmarks.experiments import record_json
+
+    out = {"dis": record_json(work / "convert.json")}
+    if (work / "convert_tvl1.json").is_file():
+        out["tvl1"] = record_json(work / "convert_tvl1.json")
+    elif (work / "convert_tvl1.seconds").is_file():
+        out["tvl1"] = {"seconds": float((work / "convert_tvl1.seconds").read_text()), "unfinished": True}
+    return out
+
+
 def splice_pretrained(out: Path, work: Path) -> None:
     """Replace (or insert, before the demo) the pre-trained section of ``out`` with the finished runs'."""
     from benchmarks.experiments import record_json
@@ -498,7 +517,9 @@ def splice_pretrained(out: Path, work: Path) -> None:
     if "pt_rgb" not in runs:
         raise SystemExit(f"no finished pt_rgb run under {work / 'runs'}: nothing to write")
     fusions = [f for f in PRETRAINED_FUSIONS if all(s in runs and "10" in runs[s]["evaluations"] for s in f[2])]
-    section = "\n".join(pretrained_section(runs, fuse_streams(work, runs, fusions)))
+    if (work / "runs" / f"{TVL1_EXPERIMENT.name}.json").is_file():
+        runs[TVL1_EXPERIMENT.name] = record_json(work / "runs" / f"{TVL1_EXPERIMENT.name}.json")
+    section = "\n".join(pretrained_section(runs, fuse_streams(work, runs, fusions), conversions=_conversions(work)))
     text = out.read_text()
     head = "## With ImageNet pre-training (EfficientNet-Lite0)"
     if head in text:
@@ -547,7 +568,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pretrained-only", action="store_true",
                         help="write only the pre-trained section into --out, from the runs finished so far "
                              "(the rest of the document stays as it is): a partial result while a results job runs")
+    parser.add_argument("--tvl1-only", action="store_true",
+                        help="only the TV-L1 steps (convert the subset's flow with the TensorFlow engine, train and "
+                             "test the flow TSN on it): hours on a CPU, resumable, beside a results job")
     args = parser.parse_args(argv)
+    if args.tvl1_only:
+        tvl1 = convert_tvl1(args.work, args.workers)
+        run_experiment(TVL1_EXPERIMENT, args.work, tvl1["root"], False)
+        return
     if args.pretrained_only:
         splice_pretrained(args.out, args.work)
         splice_look(args.out, args.work)
@@ -563,6 +591,9 @@ def main(argv: list[str] | None = None) -> None:
     # The pre-trained runs first: they are the headline (and the newest) rows.
     pt_runs = {exp.name: run_experiment(exp, args.work, data["root"], args.quick) for exp in PRETRAINED_EXPERIMENTS}
     pt_fused = fuse_streams(args.work, pt_runs, PRETRAINED_FUSIONS)
+    if not args.quick:  # hours of TV-L1 on a CPU: no smoke run
+        tvl1 = convert_tvl1(args.work, args.workers)
+        pt_runs[TVL1_EXPERIMENT.name] = run_experiment(TVL1_EXPERIMENT, args.work, tvl1["root"], args.quick)
     runs = {exp.name: run_experiment(exp, args.work, data["root"], args.quick) for exp in EXPERIMENTS}
     fused = fuse_streams(args.work, runs, FUSIONS)
     benchmarks = None if args.skip_benchmarks else run_benchmarks(args.work, args.quick)

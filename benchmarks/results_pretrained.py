@@ -44,6 +44,10 @@ PRETRAINED_EXPERIMENTS = [
     Experiment("pt_rgb_attention", "RGB, attention consensus", "ucf101subset_rgb_pretrained",
                ["model.consensus=attention"]),
 ]
+# The flow stream again, on the paper's TV-L1 flow (TensorFlow engine) instead of DIS: the same
+# recipe, split and budget; its data is experiments.convert_tvl1's conversion.
+TVL1_EXPERIMENT = Experiment("pt_flow_tvl1", "flow (TV-L1, TensorFlow engine), cross-modality from ImageNet",
+                             "ucf101subset_flow_pretrained", crops=(1, 10))
 PRETRAINED_FUSIONS = [  # (name, title, streams, weights): the paper's weights
     ("pt_rgb+flow", "RGB + flow (1 : 1.5)", ("pt_rgb", "pt_flow"), (1.0, 1.5)),
     ("pt_rgb+rgb_diff", "RGB + RGB difference (1 : 1)", ("pt_rgb", "pt_rgb_diff"), (1.0, 1.0)),
@@ -74,7 +78,28 @@ def _needs(runs: dict, names: tuple[str, ...], sentence) -> str:
     return sentence() if not missing else f"(Not measured yet: {', '.join(missing)} not run.)"
 
 
-def pretrained_section(runs: dict[str, dict], fused: dict[str, dict]) -> list[str]:
+def tvl1_section(runs: dict[str, dict], conversions: dict[str, dict]) -> list[str]:
+    """Flow on TV-L1 (the TensorFlow engine) beside flow on DIS: accuracy and conversion time."""
+    dis, tvl1 = conversions.get("dis"), conversions.get("tvl1")
+    if dis is None:
+        return []
+    lines = ["### Flow: the paper's TV-L1 (TensorFlow engine) vs. DIS (25 snippets x 10 crops)", "",
+             TABLE_HEAD, _row(runs, "pt_flow", "10")]
+    lines.append(_row(runs, TVL1_EXPERIMENT.name, "10") if TVL1_EXPERIMENT.name in runs
+                 else f"| {TVL1_EXPERIMENT.title} | not run yet | | | | | | | |")
+    conversion = (f"Conversion on these 2 cores ({dis['workers']} workers, {dis['frames']:,} frames at 170x128): "
+                  f"RGB + DIS flow {dis['seconds'] / 60:.0f} min")
+    if tvl1 is None:
+        conversion += "; TV-L1 not started yet."
+    elif tvl1.get("unfinished"):
+        conversion += f"; TV-L1 flow (TensorFlow engine) unfinished after {tvl1['seconds'] / 3600:.1f} h so far."
+    else:
+        conversion += (f"; TV-L1 flow alone (TensorFlow engine, `tsn convert --flow tvl1 --flow-engine tf`) "
+                       f"{tvl1['seconds'] / 3600:.1f} h, {tvl1['frames'] / tvl1['seconds']:.1f} frames/s.")
+    return [*lines, "", conversion, ""]
+
+
+def pretrained_section(runs: dict[str, dict], fused: dict[str, dict], conversions: dict | None = None) -> list[str]:
     """The document's pre-trained sections, from the records of ``PRETRAINED_EXPERIMENTS``
     (runs not finished yet are rows that say so: a partial document while ``make results`` runs)."""
     top1 = {name: run["evaluations"]["1"]["top1"] for name, run in runs.items()}
@@ -138,6 +163,7 @@ def pretrained_section(runs: dict[str, dict], fused: dict[str, dict]) -> list[st
         "",
         _needs(runs, ("pt_rgb", "pt_flow"), targets),
         "",
+        *tvl1_section(runs, conversions or {}),
         "### Table 1 analogue: from scratch, ImageNet initialisation, partial BN, dropout (25 snippets x 1 crop)",
         "",
         TABLE_HEAD,
