@@ -129,6 +129,7 @@ def test_unknown_beam_option_is_an_error():
     (["--beam-options", "--direct_num_workers=2 --direct_running_mode=multi_processing"],
      "--beam-options is for --runner beam"),
     (["--runner", "beam", "--beam-options=--no_such_flag=1"], "unknown Beam option"),
+    (["--state-dir", "journals"], "--state-dir is for --runner beam"),
 ])
 def test_cli_option_errors_are_one_line_exit_2(tmp_path, capsys, args, message):
     (tmp_path / "videos" / "a").mkdir(parents=True)
