@@ -19,8 +19,10 @@ manifest. Guarantees:
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import sys
 from collections import deque
 from collections.abc import Iterable, Iterator
 from itertools import islice
@@ -37,6 +39,27 @@ from tfrecords_tools.plan import VideoEntry
 from tfrecords_tools.shards import ShardWriter
 from tfrecords_tools.worker import VideoResult, VideoSettings, convert_video, init_worker
 
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _init_pool_worker(settings: VideoSettings, parent: int) -> None:
+    """A pool worker: one OpenCV thread, and it ends with the conversion that started it.
+
+    Without the second part, a worker of a killed ``tsn convert`` went on with its current
+    video (tens of minutes of TV-L1 on a CPU) for nobody, reparented to init. On Linux the
+    kernel sends it SIGTERM when its parent dies (``PR_SET_PDEATHSIG``); elsewhere it still
+    stops at the end of its video, when it reads the closed task pipe.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before the request took effect
+            os._exit(1)
+    init_worker(settings, threads=1)
+
 
 def _results(tasks: Iterable[tuple[VideoEntry, str]], settings: VideoSettings, workers: int) -> Iterator[VideoResult]:
     """Convert ``tasks`` in order; with workers > 1, at most ``2 * workers`` are in flight."""
@@ -46,7 +69,7 @@ def _results(tasks: Iterable[tuple[VideoEntry, str]], settings: VideoSettings, w
         return
     # spawn, never fork: the parent has TensorFlow loaded (ShardWriter).
     context = multiprocessing.get_context("spawn")
-    with context.Pool(workers, initializer=init_worker, initargs=(settings, 1)) as pool:
+    with context.Pool(workers, initializer=_init_pool_worker, initargs=(settings, os.getpid())) as pool:
         tasks = iter(tasks)
         pending = deque(pool.apply_async(convert_video, (t,)) for t in islice(tasks, 2 * workers))
         while pending:

@@ -158,3 +158,46 @@ def test_a_header_that_over_counts_is_reported_with_how_much_and_why_it_is_harml
     note = truncation_note([{"path": f"a/{i}.avi", "split": "train", "decoded": 40, "declared": 48} for i in range(3)])
     assert note.startswith("3 kept with fewer frames than their file header declares (24 frames in all")
     assert "at least 83%" in note and "harmless" in note
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_the_workers_of_a_killed_conversion_stop_with_it(tmp_path):
+    import signal
+    import time
+
+    # Videos that keep a worker busy for many seconds: OpenCV TV-L1 at 160x120, 80 frames each.
+    source = tmp_path / "videos"
+    for c, name in enumerate(("walk", "run")):
+        write_video(source / name / f"{name}.avi", panning_frames(80, (1, c), size=(160, 120), seed=c))
+    command = [sys.executable, "-m", "tsn_keras.cli", "convert", str(source), str(tmp_path / "out"), "--format",
+               "folder", "--modalities", "flow", "--flow", "tvl1", "--flow-engine", "opencv", "--original-size",
+               "--workers", "2", "--no-progress"]
+    parent = subprocess.Popen(command, cwd=REPO, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def workers() -> list[int]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                status = (entry / "status").read_text()
+                cmdline = (entry / "cmdline").read_bytes()
+            except (OSError, ValueError):
+                continue
+            if b"spawn_main" in cmdline and f"\nPPid:\t{parent.pid}\n" in status:
+                found.append(int(entry.name))
+        return found
+
+    try:
+        deadline = time.monotonic() + 120
+        while len(busy := workers()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(busy) == 2, "the pool did not start"
+        time.sleep(3)  # both are converting a video now
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while any(Path(f"/proc/{pid}").exists() for pid in busy) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in busy if Path(f"/proc/{pid}").exists()], "workers outlived the killed conversion"
+    finally:
+        parent.kill()
