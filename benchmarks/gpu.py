@@ -168,7 +168,9 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str]]:
         return []
     sizes = DRY if args.dry_run else GPU
     start = time.perf_counter()
-    backbones = BACKBONES if not args.dry_run else ("tiny", *BACKBONES[1:])
+    # The dry run checks the script, not the backbones (their own tests do): the tiny one only,
+    # since EfficientNet-Lite0 in bfloat16 under XLA took most of its ~100 s in the suite.
+    backbones = BACKBONES if not args.dry_run else ("tiny",)
     rows, best = training_rows(sizes, backbones)
     sections = (lambda: folding_rows(sizes), lambda: pipeline_rows(sizes, best), lambda: evaluation_rows(sizes),
                 lambda: flow_rows(args.dry_run))

@@ -110,7 +110,7 @@ def test_gpu_script_dry_run_prints_its_table():
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     out = result.stdout[result.stdout.index("benchmarks.gpu on"):]
     for pattern in (rf"training tiny float32 \+ XLA\s+{NUMBER} frames/s", rf"training tiny bfloat16\s+{NUMBER} frames/s",
-                    r"training efficientnet_lite0", rf"folded / stock TimeDistributed \(S unknown\)\s+{NUMBER}x",
+                    rf"folded / stock TimeDistributed \(S unknown\)\s+{NUMBER}x",
                     rf"input pipeline, float views, \d+ host cores .* {NUMBER} clips/s = {NUMBER}x",
                     rf"input pipeline, uint8 crops, device_resize, .* {NUMBER} clips/s = {NUMBER}x",
                     rf"evaluation, 5 snippets x 10 crops\s+{NUMBER} videos/s = {NUMBER}x",
