@@ -105,6 +105,12 @@ def look_inside(work: Path, out_dir: Path, runs: dict[str, dict], clip: Path, cl
     return record
 
 
+def _relative(command: str) -> str:
+    """A command as a reader of the repository would type it: paths relative to its root."""
+    repo = Path(__file__).resolve().parents[1]
+    return command.replace(f"{repo}/", "").replace(f"{repo.parent}/shared/", "../shared/")
+
+
 def section(record: dict) -> list[str]:
     """The Markdown section of ``docs/RESULTS.md`` for ``look_inside``'s record."""
     lines = ["## Looking inside the models (Sec. 4.5, Fig. 3)", ""]
@@ -113,13 +119,14 @@ def section(record: dict) -> list[str]:
         lines += [
             f"Class visualisations drawn from noise by gradient ascent (`tsn visualize`), for "
             f"{', '.join(record['classes'])}; rows: {'; '.join(visual['rows'])}. "
-            "The paper's rows are without pre-training, with pre-training only, and with TSN; "
+            "The paper's rows are without pre-training, with pre-training only, and with TSN. "
             + (f"missing here: {'; '.join(record['missing'])} (not trained yet when this was drawn, or, for "
                "flow, no K = 1 run). " if record["missing"] else "")
-            + "All rows are EfficientNet-Lite0 at 112 px; the paper finds little visual structure without "
-              "pre-training, and TSN's pictures focus on the actor.",
+            + "All rows are EfficientNet-Lite0 at 112 px. The paper reports little visual structure without "
+              "pre-training and, with TSN, pictures that focus on the people and the action; above each picture "
+              "is the probability its model gives the target class.",
             "",
-            f"`{visual['command']}`",
+            f"`{_relative(visual['command'])}`",
             "",
             f"![class visualisations]({visual['figure']})",
             "",
@@ -131,7 +138,7 @@ def section(record: dict) -> list[str]:
             f"{explained['class']!r} (fused probability {100 * explained['fused_probability']:.1f}%), and each "
             "snippet's class probabilities along the clip (`tsn explain`):",
             "",
-            f"`{explained['command']}`",
+            f"`{_relative(explained['command'])}`",
             "",
             *[f"![{name}]({path})" for name, path in explained["figures"].items()],
             "",
