@@ -190,7 +190,7 @@ def test_device_resize_trains_the_same_weights_as_the_host_path(tiny_shards, tmp
     from tsn_keras.training import train
 
     def run(device_resize):
-        config = tiny_config(tiny_shards, data={"device_resize": device_resize}, train={"max_iterations": 3})
+        config = tiny_config(tiny_shards, data={"device_resize": device_resize}, train={"max_iterations": 2})
         return train(config, tmp_path / str(device_resize), verbose=0)
 
     host, device = run(False), run(True)

@@ -47,6 +47,7 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from tfrecords_tools import beam_files as files
 from tfrecords_tools.conversion import (
     Conversion,
     build_manifest,
@@ -57,7 +58,7 @@ from tfrecords_tools.conversion import (
     video_outcome,
 )
 from tfrecords_tools.errors import ConfigError
-from tfrecords_tools.journal import JOURNAL_NAME, Journal
+from tfrecords_tools.journal import Journal
 from tfrecords_tools.manifest import MANIFEST_NAME, manifest_bytes
 from tfrecords_tools.plan import VideoEntry
 from tfrecords_tools.schema import encode_video
@@ -105,30 +106,8 @@ def pipeline_options(beam_options: str | Sequence[str] | None):
 
 # --- the work folder --------------------------------------------------------------------
 
-def _join(*parts: str) -> str:
-    return FileSystems.join(*parts)
-
-
-def _write_atomic(path: str, data: bytes) -> None:
-    """Write under a unique temporary name, then rename: a retried or speculative bundle writing the
-    same file at the same time cannot interleave its bytes with another's."""
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    with FileSystems.create(tmp) as handle:
-        handle.write(data)
-    FileSystems.rename([tmp], [path])
-
-
-def _read(path: str) -> bytes:
-    with FileSystems.open(path) as handle:
-        return handle.read()
-
-
-def _exists(path: str) -> bool:
-    return FileSystems.exists(path)
-
-
 def _video_files(work: str, split: str, position: int) -> tuple[str, str]:
-    stem = _join(work, "videos", split, f"{position:09d}")
+    stem = files.join(work, "videos", split, f"{position:09d}")
     return f"{stem}.rec", f"{stem}.json"
 
 
@@ -161,9 +140,9 @@ class _ConvertVideo(beam.DoFn):
         label_name, position = task.pop("label_name"), task.pop("position")
         entry = VideoEntry(**task)
         record_path, meta_path = _video_files(self.work, entry.split, position)
-        if _exists(meta_path):
+        if files.exists(meta_path):
             try:
-                yield entry.split, json.loads(_read(meta_path))["summary"]
+                yield entry.split, json.loads(files.read(meta_path))["summary"]
                 return
             except ValueError:  # a torn sidecar: convert again
                 pass
@@ -178,8 +157,8 @@ class _ConvertVideo(beam.DoFn):
             meta["index"] = {"context": [record.video_id, record.label, record.label_name, record.num_frames],
                              "length": len(data), "offsets": {k: v.tolist() for k, v in offsets.items()},
                              "crc32": {k: v.tolist() for k, v in jpeg_crcs(record.frames).items()}}
-            _write_atomic(record_path, framed)
-        _write_atomic(meta_path, json.dumps(meta).encode())  # last: its presence marks the video done
+            files.write_atomic(record_path, framed)
+        files.write_atomic(meta_path, json.dumps(meta).encode())  # last: its presence marks the video done
         yield entry.split, summary
 
     def _convert(self, entry: VideoEntry, label_name: str):
@@ -263,10 +242,10 @@ class _WriteShard(beam.DoFn):
         self.out, self.work = out, work
 
     def process(self, chunk: dict) -> Iterable[str]:
-        chunk_path = _join(self.work, "chunks", chunk["split"], f"{chunk['end']:09d}.json")
+        chunk_path = files.join(self.work, "chunks", chunk["split"], f"{chunk['end']:09d}.json")
         shard = chunk["shard"]
         if shard is not None:
-            path = _join(self.out, shard_file(chunk["split"], shard["number"]))
+            path = files.join(self.out, shard_file(chunk["split"], shard["number"]))
             if not self._complete(path, shard["bytes"]):
                 self._write(chunk["split"], shard["members"], path)
             digest = hashlib.sha256()
@@ -276,7 +255,7 @@ class _WriteShard(beam.DoFn):
             chunk = dict(chunk, shard={"file": shard_file(chunk["split"], shard["number"]),
                                        "records": len(shard["members"]), "bytes": shard["bytes"],
                                        "sha256": digest.hexdigest()})
-        _write_atomic(chunk_path, json.dumps(chunk).encode())
+        files.write_atomic(chunk_path, json.dumps(chunk).encode())
         yield chunk_path
 
     @staticmethod
@@ -291,33 +270,22 @@ class _WriteShard(beam.DoFn):
         with FileSystems.create(tmp) as handle:
             for position in members:
                 record_path, meta_path = _video_files(self.work, split, position)
-                metas.append(json.loads(_read(meta_path))["index"])
+                metas.append(json.loads(files.read(meta_path))["index"])
                 with FileSystems.open(record_path) as record:
                     shutil.copyfileobj(record, handle, 1 << 22)
         # The index first, then the shard under its final name (as ShardWriter): a shard is
         # complete only with its index beside it.
         with tempfile.TemporaryDirectory() as local:
             _shard_index(metas).save(Path(local) / "index")
-            _write_atomic(path + INDEX_SUFFIX, (Path(local) / "index").read_bytes())
+            files.write_atomic(path + INDEX_SUFFIX, (Path(local) / "index").read_bytes())
         FileSystems.rename([tmp], [path])
 
 
 # --- the driver ---------------------------------------------------------------------------
 
-def is_remote(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a URL of a file system Beam reaches (``gs://``, ``s3://``, ...), not a local path."""
-    return "://" in os.fspath(path)
-
-
-def default_state_folder(out: str) -> Path:
-    """Where the journal of a conversion into the remote folder ``out`` is kept on this machine."""
-    cache = Path(os.environ.get("TSN_KERAS_CACHE", Path.home() / ".cache" / "tsn-keras"))
-    return cache / "beam-journals" / hashlib.sha256(out.encode()).hexdigest()[:16]
-
-
 def _work_folder(out: str, header: dict) -> str:
     # Keyed by the journal header: work files of other options or inputs are never reused.
-    return _join(out, WORK_DIR, hashlib.sha256(json.dumps(header, sort_keys=True).encode()).hexdigest()[:16])
+    return files.join(out, WORK_DIR, hashlib.sha256(json.dumps(header, sort_keys=True).encode()).hexdigest()[:16])
 
 
 def convert_dataset_beam(source: str | os.PathLike, out: str | os.PathLike, *,
@@ -344,11 +312,11 @@ def convert_dataset_beam(source: str | os.PathLike, out: str | os.PathLike, *,
     """
     flags = pipeline_options(beam_options)
     conversion = plan_conversion(source, **options)
-    remote = is_remote(out)
+    remote = files.is_remote(out)
     out = os.fspath(out).rstrip("/") if remote else os.fspath(Path(out))
-    state = Path(state_folder or default_state_folder(out)) if remote else Path(out)
+    state = Path(state_folder or files.default_state_folder(out)) if remote else Path(out)
     if remote:
-        _prepare_remote(out, state, overwrite)
+        files.prepare_remote(out, state, overwrite, WORK_DIR)
     elif overwrite and (Path(out) / WORK_DIR).is_dir():
         shutil.rmtree(Path(out) / WORK_DIR)
     journal = Journal.open(state, conversion.header, overwrite)
@@ -359,7 +327,7 @@ def convert_dataset_beam(source: str | os.PathLike, out: str | os.PathLike, *,
                  for name, entries in conversion.order.items()
                  for position, entry in enumerate(entries) if position >= starts[name][0]]
         if tasks:
-            _write_atomic(_join(work, "tasks.jsonl"), "".join(t + "\n" for t in tasks).encode())
+            files.write_atomic(files.join(work, "tasks.jsonl"), "".join(t + "\n" for t in tasks).encode())
             _run_pipeline(flags, conversion, out, work, starts)
         for name in conversion.order:
             for chunk in _finished_chunks(work, name, starts[name][0]):
@@ -367,13 +335,13 @@ def convert_dataset_beam(source: str | os.PathLike, out: str | os.PathLike, *,
         if remote:
             manifest = build_manifest(conversion.plan, conversion.order, journal.chunks, conversion.options,
                                       conversion.settings)
-            _write_atomic(_join(out, MANIFEST_NAME), manifest_bytes(manifest))
+            files.write_atomic(files.join(out, MANIFEST_NAME), manifest_bytes(manifest))
         else:
             manifest = finish_conversion(out, conversion, journal.chunks, strict=False)
     finally:
         journal.close()  # releases the folder's lock
     # After the manifest: a crash before it leaves the work to reuse.
-    _delete_tree(work)
+    files.delete_work(work)
     if not remote and (Path(out) / WORK_DIR).is_dir() and not any((Path(out) / WORK_DIR).iterdir()):
         (Path(out) / WORK_DIR).rmdir()
     error = strict_error(manifest, out)
@@ -382,41 +350,11 @@ def convert_dataset_beam(source: str | os.PathLike, out: str | os.PathLike, *,
     return manifest
 
 
-def _prepare_remote(out: str, state: Path, overwrite: bool) -> None:
-    """Refuse to mix with a remote conversion this machine has no journal of; with ``overwrite``,
-    delete what the remote manifest lists (and the work folder) first."""
-    manifest_path = _join(out, MANIFEST_NAME)
-    if overwrite:
-        if _exists(manifest_path):
-            listed = [s["file"] for split in json.loads(_read(manifest_path))["splits"].values() for s in split["shards"]]
-            doomed = [p for f in listed for p in (_join(out, f), _join(out, f) + INDEX_SUFFIX) if _exists(p)]
-            if doomed:
-                FileSystems.delete(doomed)
-            FileSystems.delete([manifest_path])
-        _delete_tree(_join(out, WORK_DIR, "*"))
-    elif _exists(manifest_path) and not (state / JOURNAL_NAME).exists():
-        raise ConfigError(f"{out} already holds converted data and this machine has no journal of it ({state}); "
-                          "pass --overwrite (overwrite=True) to replace it, or choose another folder")
-
-
-def _delete_tree(work: str) -> None:
-    """Delete a work folder (``work`` may end in a ``*`` component). An object store has no
-    folders to remove recursively: its files are matched by the work folder's layout."""
-    if not is_remote(work):
-        for folder in ([work] if "*" not in work else [str(p) for p in Path(work).parent.glob(Path(work).name)]):
-            shutil.rmtree(folder, ignore_errors=True)
-        return
-    patterns = [_join(work, "tasks.jsonl"), _join(work, "videos", "*", "*"), _join(work, "chunks", "*", "*")]
-    files = [m.path for result in FileSystems.match(patterns) for m in result.metadata_list]
-    if files:
-        FileSystems.delete(files)
-
-
 def _run_pipeline(flags: PipelineOptions, conversion: Conversion, out: str, work: str, starts: dict) -> None:
     target = conversion.target_bytes
     with beam.Pipeline(options=flags) as pipeline:
         _ = (pipeline
-             | "Tasks" >> beam.io.ReadFromText(_join(work, "tasks.jsonl"))
+             | "Tasks" >> beam.io.ReadFromText(files.join(work, "tasks.jsonl"))
              | "Spread" >> beam.Reshuffle()  # the task file is one small read: spread its lines over workers
              | "Convert" >> beam.ParDo(_ConvertVideo(conversion.settings, work))
              | "BySplit" >> beam.GroupByKey()
@@ -426,7 +364,7 @@ def _run_pipeline(flags: PipelineOptions, conversion: Conversion, out: str, work
 
 
 def _finished_chunks(work: str, split: str, start: int) -> list[dict]:
-    pattern = _join(work, "chunks", split, "*.json")
+    pattern = files.join(work, "chunks", split, "*.json")
     matched = FileSystems.match([pattern])[0].metadata_list
-    chunks = [json.loads(_read(m.path)) for m in sorted(matched, key=lambda m: m.path)]
+    chunks = [json.loads(files.read(m.path)) for m in sorted(matched, key=lambda m: m.path)]
     return [c for c in chunks if c["end"] > start]

@@ -183,12 +183,12 @@ def _fit(config: Config, data: DataSummary, schedule: Schedule, strategy, run: P
     # The plan goes to train.log and, at the start, to the console.
     for line in (f"run folder {run} ({'chief' if chief else task_name(strategy)})",
                  f"strategy: {describe(strategy)}",
-                 "input: " + ("uint8 crops, resized and normalised on the accelerator (data.device_resize)"
-                              if d.device_resize else "views resized and normalised on the host"),
                  f"{data.train_videos} training videos, {data.val_videos} validation videos, {len(data.classes)} classes",
                  f"iterations: {t.max_iterations} of {t.batch_size} clips = {schedule.replicas} replica(s) x "
                  f"{schedule.micro_batch_size} clips x {schedule.iteration_size} micro-step(s); "
-                 f"{schedule.iterations_per_epoch} per epoch, {schedule.epochs} epochs"):
+                 f"{schedule.iterations_per_epoch} per epoch, {schedule.epochs} epochs",
+                 "input: " + ("uint8 crops, resized and normalised on the accelerator (data.device_resize)"
+                              if d.device_resize else "views resized and normalised on the host")):
         log.info("%s", line)
         if console:
             print(line, flush=True)

@@ -192,7 +192,7 @@ def test_the_workers_of_a_killed_conversion_stop_with_it(tmp_path):
         while len(busy := workers()) < 2 and time.monotonic() < deadline:
             time.sleep(0.2)
         assert len(busy) == 2, "the pool did not start"
-        time.sleep(3)  # both are converting a video now
+        time.sleep(1.5)  # both are converting a video now
         parent.send_signal(signal.SIGKILL)
         parent.wait()
         deadline = time.monotonic() + 10
