@@ -16,6 +16,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("TSN_SHARED_DATA", REPO.parent / "shared" / "data"))
 FRAME_SIZE = (170, 128)  # half the paper's 340x256: the CPU recipes crop 112 px where the paper crops 224
 TVL1_SHARD_MB = 16  # ~5% of the subset's TV-L1 flow per shard: hours of work, resumed shard by shard
+# The UCF101 subset every results conversion makes (the same split: videos, order, val carve-out).
+SUBSET = dict(format="ucf101", split=1, present_classes_only=True, val_fraction=0.2, frame_size=FRAME_SIZE)
 QUICK_OVERRIDES = ["train.max_iterations=6", "train.lr_steps=[4]", "train.validate_every=1"]
 
 
@@ -51,14 +53,17 @@ def convert(work: Path, workers: int) -> dict:
         return record_json(record)
     log(f"converting {SHARED_DATA / 'UCF-101'} -> {out}")
     start = time.perf_counter()
-    manifest = convert_dataset(SHARED_DATA, out, format="ucf101", split=1, present_classes_only=True, val_fraction=0.2,
-                               modalities=("rgb", "flow"), flow="dis", frame_size=FRAME_SIZE, workers=workers)
+    manifest = convert_dataset(SHARED_DATA, out, **SUBSET, modalities=("rgb", "flow"), flow="dis", workers=workers)
     seconds = time.perf_counter() - start
-    splits = {name: info["videos"] for name, info in manifest["splits"].items()}
-    frames = sum(info["frames"]["total"] for info in manifest["splits"].values())
-    return record_json(record, {"root": str(out), "seconds": seconds, "splits": splits, "frames": frames,
-                          "classes": manifest["classes"], "rejects": len(manifest["rejects"]),
-                          "workers": workers})
+    return record_json(record, {"root": str(out), "seconds": seconds, **_summary(manifest),
+                                "classes": manifest["classes"], "rejects": len(manifest["rejects"]),
+                                "workers": workers})
+
+
+def _summary(manifest: dict) -> dict:
+    """Videos per split and frames in all of a conversion's manifest."""
+    return {"splits": {name: info["videos"] for name, info in manifest["splits"].items()},
+            "frames": sum(info["frames"]["total"] for info in manifest["splits"].values())}
 
 
 def convert_tvl1(work: Path, workers: int) -> dict:
@@ -84,19 +89,15 @@ def convert_tvl1(work: Path, workers: int) -> dict:
     clock = threading.Thread(target=keep_time, daemon=True)
     clock.start()
     try:
-        manifest = convert_dataset(SHARED_DATA, out, format="ucf101", split=1, present_classes_only=True,
-                                   val_fraction=0.2, modalities=("flow",), flow="tvl1", flow_engine="tf",
-                                   frame_size=FRAME_SIZE, workers=workers, progress=False,
+        manifest = convert_dataset(SHARED_DATA, out, **SUBSET, modalities=("flow",), flow="tvl1", flow_engine="tf",
+                                   workers=workers, progress=False,
                                    # Small shards: a shard is the unit a resumed conversion keeps.
                                    shard_size_mb=TVL1_SHARD_MB)
     finally:
         done.set()
         spent_file.write_text(f"{spent + time.perf_counter() - start:.1f}\n")
-    splits = {name: info["videos"] for name, info in manifest["splits"].items()}
-    frames = sum(info["frames"]["total"] for info in manifest["splits"].values())
-    return record_json(record, {"root": str(out), "seconds": float(spent_file.read_text()), "splits": splits,
-                                "frames": frames, "flow": "tvl1", "engine": "tf", "workers": workers,
-                                "commit": _commit()})
+    return record_json(record, {"root": str(out), "seconds": float(spent_file.read_text()), **_summary(manifest),
+                                "flow": "tvl1", "engine": "tf", "workers": workers, "commit": _commit()})
 
 
 def run_experiment(exp: Experiment, work: Path, data_root: str, quick: bool) -> dict:

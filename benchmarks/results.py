@@ -508,28 +508,38 @@ def _conversions(work: Path) -> dict[str, dict]:
     return out
 
 
-def splice_pretrained(out: Path, work: Path) -> None:
-    """Replace (or insert, before the demo) the pre-trained section of ``out`` with the finished runs'."""
+def _finished(work: Path, experiments) -> dict[str, dict]:
+    """The records of ``experiments`` that have finished under ``work``."""
     from benchmarks.experiments import record_json
 
-    runs = {exp.name: record_json(work / "runs" / f"{exp.name}.json") for exp in PRETRAINED_EXPERIMENTS
-            if (work / "runs" / f"{exp.name}.json").is_file()}
-    if "pt_rgb" not in runs:
-        raise SystemExit(f"no finished pt_rgb run under {work / 'runs'}: nothing to write")
-    fusions = [f for f in PRETRAINED_FUSIONS if all(s in runs and "10" in runs[s]["evaluations"] for s in f[2])]
-    if (work / "runs" / f"{TVL1_EXPERIMENT.name}.json").is_file():
-        runs[TVL1_EXPERIMENT.name] = record_json(work / "runs" / f"{TVL1_EXPERIMENT.name}.json")
-    section = "\n".join(pretrained_section(runs, fuse_streams(work, runs, fusions), conversions=_conversions(work)))
+    records = {exp.name: work / "runs" / f"{exp.name}.json" for exp in experiments}
+    return {name: record_json(path) for name, path in records.items() if path.is_file()}
+
+
+def _splice(out: Path, head: str, section: str, before: str) -> None:
+    """Replace the section of ``out`` that starts with ``head`` by ``section`` (up to the next
+    ``## `` heading), or insert it before the heading ``before`` when there is none yet."""
     text = out.read_text()
-    head = "## With ImageNet pre-training (EfficientNet-Lite0)"
     if head in text:
         start = text.index(head)
         end = text.find("\n## ", start + len(head))
         text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
     else:
-        anchor = text.index("## The built-in demo")
+        anchor = text.index(before)
         text = text[:anchor] + section + "\n" + text[anchor:]
     out.write_text(text)
+
+
+def splice_pretrained(out: Path, work: Path) -> None:
+    """Replace (or insert, before the demo) the pre-trained section of ``out`` with the finished runs'."""
+    runs = _finished(work, PRETRAINED_EXPERIMENTS)
+    if "pt_rgb" not in runs:
+        raise SystemExit(f"no finished pt_rgb run under {work / 'runs'}: nothing to write")
+    fusions = [f for f in PRETRAINED_FUSIONS if all(s in runs and "10" in runs[s]["evaluations"] for s in f[2])]
+    fused = fuse_streams(work, runs, fusions)
+    runs.update(_finished(work, [TVL1_EXPERIMENT]))
+    section = "\n".join(pretrained_section(runs, fused, conversions=_conversions(work)))
+    _splice(out, "## With ImageNet pre-training (EfficientNet-Lite0)", section, before="## The built-in demo")
     log(f"wrote the pre-trained section ({len(runs)} of {len(PRETRAINED_EXPERIMENTS)} runs) into {out}")
 
 
@@ -538,22 +548,11 @@ def splice_look(out: Path, work: Path) -> None:
     drawn from the pre-trained runs finished so far."""
     from benchmarks.experiments import record_json
 
-    runs = {exp.name: record_json(work / "runs" / f"{exp.name}.json") for exp in PRETRAINED_EXPERIMENTS
-            if (work / "runs" / f"{exp.name}.json").is_file()}
-    data = record_json(work / "convert.json")
-    clip = SHARED_DATA / "UCF-101" / LOOK_CLIP
-    section = "\n".join(look_section(look_inside(work, out.parent / "results", runs, clip,
-                                                  list(data["classes"])[:4])))
-    text = out.read_text()
-    head = "## Looking inside the models"
-    if head in text:
-        start = text.index(head)
-        end = text.find("\n## ", start + len(head))
-        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
-    else:
-        anchor = text.index("## With ImageNet pre-training")
-        text = text[:anchor] + section + "\n" + text[anchor:]
-    out.write_text(text)
+    classes = list(record_json(work / "convert.json")["classes"])[:4]
+    record = look_inside(work, out.parent / "results", _finished(work, PRETRAINED_EXPERIMENTS),
+                         SHARED_DATA / "UCF-101" / LOOK_CLIP, classes)
+    _splice(out, "## Looking inside the models", "\n".join(look_section(record)),
+            before="## With ImageNet pre-training")
     log(f"wrote the looking-inside section into {out}")
 
 

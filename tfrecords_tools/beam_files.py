@@ -54,9 +54,9 @@ def default_state_folder(out: str) -> Path:
     return cache / "beam-journals" / hashlib.sha256(out.encode()).hexdigest()[:16]
 
 
-def prepare_remote(out: str, state: Path, overwrite: bool, work_dir: str) -> None:
+def prepare_remote(out: str, state: Path, overwrite: bool) -> None:
     """Refuse to mix with a remote conversion this machine has no journal of; with ``overwrite``,
-    delete what the remote manifest lists (and the work folder) first."""
+    delete what the remote manifest lists first."""
     manifest_path = join(out, MANIFEST_NAME)
     if overwrite:
         if exists(manifest_path):
@@ -65,7 +65,6 @@ def prepare_remote(out: str, state: Path, overwrite: bool, work_dir: str) -> Non
             if doomed:
                 FileSystems.delete(doomed)
             FileSystems.delete([manifest_path])
-        delete_work(join(out, work_dir, "*"))
     elif exists(manifest_path) and not (state / JOURNAL_NAME).exists():
         raise ConfigError(f"{out} already holds converted data and this machine has no journal of it ({state}); "
                           "pass --overwrite (overwrite=True) to replace it, or choose another folder")

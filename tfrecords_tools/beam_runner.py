@@ -315,10 +315,10 @@ def convert_dataset_beam(source: str | os.PathLike, out: str | os.PathLike, *,
     remote = files.is_remote(out)
     out = os.fspath(out).rstrip("/") if remote else os.fspath(Path(out))
     state = Path(state_folder or files.default_state_folder(out)) if remote else Path(out)
+    if overwrite:
+        files.delete_work(files.join(out, WORK_DIR, "*"))
     if remote:
-        files.prepare_remote(out, state, overwrite, WORK_DIR)
-    elif overwrite and (Path(out) / WORK_DIR).is_dir():
-        shutil.rmtree(Path(out) / WORK_DIR)
+        files.prepare_remote(out, state, overwrite)
     journal = Journal.open(state, conversion.header, overwrite)
     try:
         work = _work_folder(out, conversion.header)

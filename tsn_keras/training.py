@@ -139,7 +139,8 @@ def train(config: Config, run_dir=None, *, resume: bool = True, verbose="auto", 
         # A progress bar only on a terminal: redirected, its escape codes filled logs (70 KB a run).
         verbose = 1 if sys.stdout.isatty() else 2
     data = check_data(config)
-    config = resolved(config, _stored_config(run_dir))
+    stored = _stored_config(run_dir)
+    config = resolved(config, stored)
 
     import keras
 
@@ -149,7 +150,7 @@ def train(config: Config, run_dir=None, *, resume: bool = True, verbose="auto", 
     schedule = make_schedule(config, data.train_videos, strategy.num_replicas_in_sync)
     if config.train.strategy == "multi_worker" and run_dir is None:
         raise ConfigError("train.strategy=multi_worker needs an explicit run folder (--run-dir) shared by all workers")
-    run = _prepare_run_dir(config, run_dir, resume)
+    run = _prepare_run_dir(config, run_dir, resume, stored)
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(dtype_policy(config.train.mixed_precision))
     try:
@@ -300,8 +301,9 @@ def _save_inference_model(model, path: Path) -> None:
     save_model_atomically(clone, path)
 
 
-def _prepare_run_dir(config: Config, run_dir, resume: bool) -> Path:
-    """The run folder: a new timestamped one, or ``run_dir`` checked for being continuable."""
+def _prepare_run_dir(config: Config, run_dir, resume: bool, stored: Config | None) -> Path:
+    """The run folder: a new timestamped one, or ``run_dir`` checked for being continuable
+    (``stored``: its ``config.yaml``, from :func:`_stored_config`)."""
     if run_dir is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run = Path(config.train.output_dir) / f"{config.name}-{stamp}"
@@ -311,14 +313,13 @@ def _prepare_run_dir(config: Config, run_dir, resume: bool) -> Path:
             suffix += 1
         return run
     run = Path(run_dir)
-    stored = run / "config.yaml"
-    if stored.is_file():
+    if stored is not None:
         has_backup = (run / "backup").is_dir()
         if not resume and has_backup:
             raise ConfigError(f"run folder {run} holds an unfinished run; continue it (resume) or choose a new folder")
         if not has_backup and (run / "model.keras").is_file():
             raise ConfigError(f"run folder {run} holds a finished run (model.keras); choose a new folder")
-        _check_resumable(stored, config)
+        _check_resumable(run, stored, config)
     return run
 
 
@@ -336,20 +337,18 @@ def _stored_config(run_dir) -> Config | None:
     return load_config(stored) if stored is not None and stored.is_file() else None
 
 
-def _check_resumable(stored: Path, config: Config) -> None:
-    from tsn_keras.config import load_config
-
-    before = _flat(load_config(stored).to_dict())
+def _check_resumable(run: Path, stored: Config, config: Config) -> None:
+    before = _flat(stored.to_dict())
     now = _flat(config.to_dict())
     changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
     fixed = [k for k in changed if any(k == f or k.startswith(f + ".") for f in _FIXED_ON_RESUME)]
     if fixed:
         raise ConfigError(
-            f"cannot continue {stored.parent}: {', '.join(f'{k} ({before.get(k)!r} -> {now.get(k)!r})' for k in fixed)} "
+            f"cannot continue {run}: {', '.join(f'{k} ({before.get(k)!r} -> {now.get(k)!r})' for k in fixed)} "
             "changed; these keys must stay as they were, or start a new run folder"
         )
     if changed:
-        log.warning("continuing %s with changed settings: %s", stored.parent, ", ".join(changed))
+        log.warning("continuing %s with changed settings: %s", run, ", ".join(changed))
 
 
 def _flat(values: dict, prefix: str = "") -> dict:

@@ -129,7 +129,7 @@ class ClipSpec:
                    input_size=data.input_size, scales=data.scales, max_distort=data.max_distort,
                    more_fix_crop=data.more_fix_crop, flip=data.flip, normalization=normalization,
                    num_snippets=num_snippets, num_crops=num_crops,
-                   device_resize=getattr(data, "device_resize", False) is True and mode != "test")
+                   device_resize=data.device_resize is True and mode != "test")
 
     @property
     def keys(self) -> tuple[str, ...]:

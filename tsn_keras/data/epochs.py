@@ -96,13 +96,21 @@ def record_order(key, shard_id, count) -> tf.Tensor:
                                                     seed=element_seed(key, shard_id, -1))
 
 
+def _rows(block) -> tf.Tensor:
+    """The number of elements in a batched ``block`` (a nest of columns)."""
+    return tf.shape(tf.nest.flatten(block)[0], out_type=tf.int64)[0]
+
+
+def _reordered(block, order):
+    """The rows of a batched ``block`` in ``order``."""
+    return tf.nest.map_structure(lambda column: tf.gather(column, order), block)
+
+
 def in_record_order(ds: tf.data.Dataset, key, shard_id) -> tf.data.Dataset:
     """The elements of one shard's dataset in :func:`record_order` (held in memory: a shard's
     sampled frames, a small part of the shard)."""
     def permute(block):
-        count = tf.shape(tf.nest.flatten(block)[0], out_type=tf.int64)[0]
-        order = record_order(key, shard_id, count)
-        return tf.nest.map_structure(lambda column: tf.gather(column, order), block)
+        return _reordered(block, record_order(key, shard_id, _rows(block)))
 
     return ds.batch(_WHOLE_SHARD).map(permute).unbatch()
 
@@ -116,8 +124,7 @@ def block_shuffle(ds: tf.data.Dataset, key, size: int) -> tf.data.Dataset:
     sets exactly that.
     """
     def permute(block_id, block):
-        n = tf.shape(tf.nest.flatten(block)[0])[0]
-        order = tf.random.experimental.stateless_shuffle(tf.range(n), seed=tf.stack([key, block_id]))
-        return tf.nest.map_structure(lambda column: tf.gather(column, order), block)
+        order = tf.random.experimental.stateless_shuffle(tf.range(_rows(block)), seed=tf.stack([key, block_id]))
+        return _reordered(block, order)
 
     return ds.batch(size).enumerate().map(permute).unbatch()
