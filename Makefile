@@ -25,9 +25,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/tsn demo
 
+# pytest-xdist: one test process per core (at most 4; 2 on CI's 2 cores), so one test's
+# single-threaded stretches (tracing, XLA compiles, subprocess start-up) overlap another's work.
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n auto --maxprocesses=4 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -28,7 +28,7 @@ setup(
     extras_require={
         "cpu": ["tensorflow-cpu>=2.16"],
         "gpu": ["tensorflow[and-cuda]>=2.16"],
-        "dev": ["pytest>=7", "ruff>=0.5"],
+        "dev": ["pytest>=7", "pytest-xdist>=3", "ruff>=0.5"],
         # Only `tsn convert-weights` (PyTorch BN-Inception checkpoint -> Keras) needs torch.
         "torch": ["torch>=2.0"],
         # `tsn convert --runner beam`; google-crc32c frames TFRecords in the TensorFlow-free workers

@@ -111,7 +111,7 @@ def run_experiment(exp: Experiment, work: Path, data_root: str, quick: bool) -> 
     import sys
 
     record = work / "runs" / f"{exp.name}.json"
-    if not record.is_file():
+    if not record.is_file() or _untested(record_json(record), exp):
         spec = json.dumps({"name": exp.name, "title": exp.title, "recipe": exp.recipe, "overrides": exp.overrides,
                            "crops": list(exp.crops)})
         command = [sys.executable, "-m", "benchmarks.experiments", spec, str(work), data_root, *(["--quick"] if quick else [])]
@@ -120,14 +120,34 @@ def run_experiment(exp: Experiment, work: Path, data_root: str, quick: bool) -> 
     return record_json(record)
 
 
+def _untested(record: dict, exp: Experiment) -> list[int]:
+    """The crop counts ``exp`` asks for that ``record`` has no test of yet."""
+    return [crops for crops in exp.crops if str(crops) not in record["evaluations"]]
+
+
+def _test(exp: Experiment, work: Path, data_root: str, quick: bool, crops: int) -> dict:
+    """The test split's scores of the trained ``exp`` with ``crops`` crops per snippet."""
+    from tsn_keras.evaluation import evaluate
+
+    log(f"testing {exp.name}: 25 snippets x {crops} crop(s)")
+    start, out = time.perf_counter(), work / "eval" / exp.name / f"crops{crops}"
+    metrics = evaluate(work / "runs" / exp.name, data_root, "test", num_snippets=5 if quick else 25, num_crops=crops,
+                       batch_size=4, output_dir=out)
+    return {"top1": metrics["top1"], "top5": metrics["top5"], "mean_class_accuracy": metrics["mean_class_accuracy"],
+            "per_class": metrics["per_class"], "seconds": time.perf_counter() - start,
+            "scores": str(out / "scores.npz"), "metrics": str(out / "metrics.json")}
+
+
 def _run_experiment_here(exp: Experiment, work: Path, data_root: str, quick: bool) -> dict:
     from tsn_keras.config import load_config
-    from tsn_keras.evaluation import evaluate
     from tsn_keras.training import train
 
     record = work / "runs" / f"{exp.name}.json"
-    if record.is_file():
-        return record_json(record)
+    if record.is_file():  # finished; a test with more crops may have been asked for since
+        done = record_json(record)
+        for crops in _untested(done, exp):
+            done["evaluations"][str(crops)] = _test(exp, work, data_root, quick, crops)
+        return record_json(record, done)
     run_dir = work / "runs" / exp.name
     trained = work / "runs" / f"{exp.name}.trained.json"  # training finished, testing not (yet)
     overrides = [f"data.root={data_root}", f"train.output_dir={work / 'runs'}", *exp.overrides]
@@ -144,17 +164,7 @@ def _run_experiment_here(exp: Experiment, work: Path, data_root: str, quick: boo
         train_record = record_json(trained, {"train_seconds": time.perf_counter() - start,
                                              "history": {k: list(map(float, v)) for k, v in result.history.items()}})
     train_seconds = train_record["train_seconds"]
-    evaluations = {}
-    for crops in exp.crops:
-        log(f"testing {exp.name}: 25 snippets x {crops} crop(s)")
-        start = time.perf_counter()
-        metrics = evaluate(run_dir, data_root, "test", num_snippets=5 if quick else 25, num_crops=crops,
-                           batch_size=4, output_dir=work / "eval" / exp.name / f"crops{crops}")
-        evaluations[str(crops)] = {"top1": metrics["top1"], "top5": metrics["top5"],
-                                   "mean_class_accuracy": metrics["mean_class_accuracy"],
-                                   "per_class": metrics["per_class"], "seconds": time.perf_counter() - start,
-                                   "scores": str(work / "eval" / exp.name / f"crops{crops}" / "scores.npz"),
-                                   "metrics": str(work / "eval" / exp.name / f"crops{crops}" / "metrics.json")}
+    evaluations = {str(crops): _test(exp, work, data_root, quick, crops) for crops in exp.crops}
     history = train_record["history"]
     val = [v for v in history.get("val_accuracy", []) if v == v]
     return record_json(record, {

@@ -56,6 +56,8 @@ from benchmarks.results_pretrained import (
     PRETRAINED_EXPERIMENTS,
     PRETRAINED_FUSIONS,
     TVL1_EXPERIMENT,
+    chosen_fusion,
+    chosen_on_validation,
     pretrained_section,
 )
 
@@ -530,13 +532,28 @@ def _splice(out: Path, head: str, section: str, before: str) -> None:
     out.write_text(text)
 
 
+def test_chosen(work: Path, runs: dict[str, dict], quick: bool) -> list[tuple]:
+    """Once every Table 1 variant has finished: test the variants chosen on validation with 10
+    crops (updating ``runs``) and return their fusion; nothing before."""
+    from dataclasses import replace
+
+    chosen = chosen_on_validation(runs)
+    if chosen is None:
+        return []
+    experiments = {exp.name: exp for exp in PRETRAINED_EXPERIMENTS}
+    root = record_json(work / "convert.json")["root"]
+    for name in chosen.values():
+        runs[name] = run_experiment(replace(experiments[name], crops=(1, 10)), work, root, quick)
+    return [chosen_fusion(chosen)]
+
+
 def splice_pretrained(out: Path, work: Path) -> None:
     """Replace (or insert, before the demo) the pre-trained section of ``out`` with the finished runs'."""
     runs = _finished(work, PRETRAINED_EXPERIMENTS)
     if "pt_rgb" not in runs:
         raise SystemExit(f"no finished pt_rgb run under {work / 'runs'}: nothing to write")
     fusions = [f for f in PRETRAINED_FUSIONS if all(s in runs and "10" in runs[s]["evaluations"] for s in f[2])]
-    fused = fuse_streams(work, runs, fusions)
+    fused = fuse_streams(work, runs, fusions + test_chosen(work, runs, quick=False))
     runs.update(_finished(work, [TVL1_EXPERIMENT]))
     section = "\n".join(pretrained_section(runs, fused, conversions=_conversions(work)))
     _splice(out, "## With ImageNet pre-training (EfficientNet-Lite0)", section, before="## The built-in demo")
@@ -566,7 +583,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=2, help="conversion workers (default 2)")
     parser.add_argument("--pretrained-only", action="store_true",
                         help="write only the pre-trained section into --out, from the runs finished so far "
-                             "(the rest of the document stays as it is): a partial result while a results job runs")
+                             "(the rest of the document stays as it is): a partial result while a results job runs; "
+                             "once every Table 1 variant has finished, it first tests the variants chosen on "
+                             "validation with 10 crops (minutes)")
     parser.add_argument("--tvl1-only", action="store_true",
                         help="only the TV-L1 steps (convert the subset's flow with the TensorFlow engine, train and "
                              "test the flow TSN on it): hours on a CPU, resumable, beside a results job")
@@ -589,7 +608,7 @@ def main(argv: list[str] | None = None) -> None:
     data = convert(args.work, args.workers)
     # The pre-trained runs first: they are the headline (and the newest) rows.
     pt_runs = {exp.name: run_experiment(exp, args.work, data["root"], args.quick) for exp in PRETRAINED_EXPERIMENTS}
-    pt_fused = fuse_streams(args.work, pt_runs, PRETRAINED_FUSIONS)
+    pt_fused = fuse_streams(args.work, pt_runs, PRETRAINED_FUSIONS + test_chosen(args.work, pt_runs, args.quick))
     if not args.quick:  # hours of TV-L1 on a CPU: no smoke run
         tvl1 = convert_tvl1(args.work, args.workers)
         pt_runs[TVL1_EXPERIMENT.name] = run_experiment(TVL1_EXPERIMENT, args.work, tvl1["root"], args.quick)

@@ -55,6 +55,27 @@ PRETRAINED_FUSIONS = [  # (name, title, streams, weights): the paper's weights
      (1.0, 1.5, 1.0)),
 ]
 TARGETS = {"two_stream": 0.97, "rgb": 0.93, "cross_modality_gain": 0.10}
+# Table 1's ImageNet-initialised variants of each stream, the paper's full recipe first. The one
+# to ship is the one with the best validation accuracy (a tie goes to the fuller recipe): the
+# validation split chooses, the test split only reports.
+VARIANTS = {"RGB": ("pt_rgb", "pt_rgb_partial_bn", "pt_rgb_imagenet"),
+            "flow": ("pt_flow", "pt_flow_partial_bn", "pt_flow_imagenet")}
+CHOSEN_FUSION = "pt_rgb+flow_chosen"
+
+
+def chosen_on_validation(runs: dict[str, dict]) -> dict[str, str] | None:
+    """``{stream: run name}`` of the variant each stream would ship with, or None while one of
+    the variants has not finished."""
+    if any(name not in runs for names in VARIANTS.values() for name in names):
+        return None
+    return {stream: max(names, key=lambda n: (runs[n]["final_val_accuracy"], -names.index(n)))
+            for stream, names in VARIANTS.items()}
+
+
+def chosen_fusion(chosen: dict[str, str]) -> tuple:
+    """The two-stream fusion of the variants chosen on validation (the paper's 1 : 1.5 weights)."""
+    return (CHOSEN_FUSION, "RGB + flow, each stream's variant chosen on validation (1 : 1.5)",
+            (chosen["RGB"], chosen["flow"]), (1.0, 1.5))
 
 
 def _target(name: str, value: float, target: float) -> str:
@@ -109,25 +130,45 @@ def pretrained_section(runs: dict[str, dict], fused: dict[str, dict], conversion
     def targets() -> str:
         two_stream, rgb10 = fused["pt_rgb+flow"]["top1"], rgb["evaluations"]["10"]["top1"]
         flow10 = runs["pt_flow"]["evaluations"]["10"]["top1"]
-        text = (_target("Two-stream (RGB + flow)", two_stream, TARGETS["two_stream"]) + " "
-                + _target("RGB (10 crops)", rgb10, TARGETS["rgb"]))
+        chosen = chosen_on_validation(runs)
+        text = f"With the paper's full recipe for both streams, two-stream (RGB + flow) reaches {pct(two_stream)}. "
+        if chosen and CHOSEN_FUSION in fused:
+            picks = "; ".join(f"{stream}: {runs[name]['title']} (validation {pct(runs[name]['final_val_accuracy'])})"
+                              for stream, name in chosen.items())
+            two_stream, flow10 = fused[CHOSEN_FUSION]["top1"], runs[chosen["flow"]]["evaluations"]["10"]["top1"]
+            rgb10 = runs[chosen["RGB"]]["evaluations"]["10"]["top1"]
+            text += (f"Choosing each stream's Table 1 variant by validation accuracy ({picks}) gives "
+                     f"{pct(two_stream)}; the targets are checked on that choice, the one a user would ship. ")
+        text += (_target("Two-stream (RGB + flow)", two_stream, TARGETS["two_stream"]) + " "
+                 + _target("RGB (10 crops)", rgb10, TARGETS["rgb"]))
         if two_stream < TARGETS["two_stream"] or rgb10 < TARGETS["rgb"]:
             text += (f" The likely reasons: the CPU budget ({rgb['input_size']} px crops where the paper crops "
-                     f"224, {rgb['iterations']} iterations of {rgb['batch_size']} clips where it runs thousands of "
-                     f"256), and, for the fusion, a flow stream ({pct(flow10)}) far weaker than the paper's, "
-                     "which is stronger than its RGB: DIS flow at 170x128 instead of TV-L1 at 340x256, and too few "
-                     "iterations for cross-modality initialisation to adapt the RGB weights to flow.")
+                     f"224, {rgb['iterations']} iterations of {rgb['batch_size']} clips where it runs 4,500 (RGB) "
+                     f"and 20,000 (flow) of 256), and, for the fusion, a flow stream ({pct(flow10)} with 10 crops) "
+                     "weaker than RGB where the paper's is stronger: DIS flow at 170x128 instead of TV-L1 at "
+                     "340x256 on four classes that a single frame tells apart well.")
         return text
 
     def regularisers() -> str:
-        regularised = min(top1["pt_rgb"] - top1["pt_rgb_imagenet"], top1["pt_flow"] - top1["pt_flow_imagenet"])
-        return compare(regularised, 0.0, "Partial BN with dropout is better than ImageNet initialisation alone for "
-                       "both streams, as in the paper.",
-                       f"Partial BN with dropout is worse than ImageNet initialisation alone for at least one stream "
-                       f"(by {-100 * regularised:.1f} points at most): with {rgb['iterations']} iterations on 268 "
-                       "training videos the regularisers are measured within a few test videos of each other.",
-                       "Partial BN with dropout is exactly as good as ImageNet initialisation alone here.",
-                       margin=0.0)
+        sentences = []
+        for stream, (full, _, plain) in VARIANTS.items():
+            gap = top1[full] - top1[plain]
+            verdict = "at least as good as" if gap >= 0 else f"{-100 * gap:.1f} points worse than"
+            sentences.append(f"{stream}: partial BN with dropout {pct(top1[full])}, {verdict} ImageNet "
+                             f"initialisation alone ({pct(top1[plain])}).")
+            if gap < 0:
+                loss_full, loss_plain = runs[full]["final_train_loss"], runs[plain]["final_train_loss"]
+                sentences.append(
+                    f"The target (at least as good) is missed for {stream}. The likely reason is the budget: "
+                    f"the final training loss is {loss_full:.2f} with the regularisers and {loss_plain:.2f} without, "
+                    f"so in {runs[full]['iterations']} iterations they slow fitting more than they prevent "
+                    "overfitting, which is what they are for in the paper's thousands of iterations; and partial "
+                    "BN keeps the ImageNet statistics of every BatchNorm layer but the first (48 of "
+                    "EfficientNet-Lite0's 49), which describe RGB features, not the features of flow input.")
+                chosen = chosen_on_validation(runs)
+                if chosen and chosen[stream] != full:
+                    sentences.append(f"The validation split prefers {runs[chosen[stream]]['title']} for {stream} too.")
+        return " ".join(sentences)
 
     def cross_modality() -> str:
         gain = top1["pt_flow_imagenet"] - top1["pt_flow_scratch"]
