@@ -227,9 +227,11 @@ def write_document(path: Path, work: Path, data: dict, runs: dict, fused: dict, 
         f"- Conversion: `tsn convert --format ucf101 --split 1 --present-classes-only --val-fraction 0.2 "
         f"--modalities rgb,flow --flow dis --frame-size 170x128`, {data['frames']} frames in "
         f"{minutes(data['seconds'])} with {data['workers']} workers ({data['rejects']} rejected).",
-        "- Optical flow is DIS (OpenCV), not the paper's TV-L1: TV-L1 costs 1.1 s per 340x256 frame on these "
-        "cores (`python -m benchmarks.bench_convert`), about a day for this subset, against minutes for DIS. "
-        "Frames are stored at 170x128, half the paper's 340x256, and the networks see 112 px crops instead of 224.",
+        "- Optical flow is DIS (OpenCV) everywhere but the TV-L1 row of the pre-trained section: OpenCV's TV-L1 "
+        "costs 1.1 s per 340x256 frame on these cores (`python -m benchmarks.bench_convert`), about a day for "
+        "this subset; this library's TensorFlow TV-L1 engine converts it in hours (its time is in that row's "
+        "section), DIS in minutes. Frames are stored at 170x128, half the paper's 340x256, and the networks see "
+        "112 px crops instead of 224.",
         f"- Network, in the from-scratch sections: the `{rgb['backbone']}` backbone (a small 4-stage CNN of this "
         "library, for CPUs), trained from scratch: no pre-training, no cross-modality initialisation, and partial "
         "BN has no pre-trained statistics to keep. This is the setting of the paper's Table 1 'from scratch' row; "
@@ -521,14 +523,14 @@ def _finished(work: Path, experiments) -> dict[str, dict]:
 def _splice(out: Path, head: str, section: str, before: str) -> None:
     """Replace the section of ``out`` that starts with ``head`` by ``section`` (up to the next
     ``## `` heading), or insert it before the heading ``before`` when there is none yet."""
-    text = out.read_text()
+    text, section = out.read_text(), section.rstrip("\n") + "\n\n"  # a blank line before the next heading
     if head in text:
         start = text.index(head)
         end = text.find("\n## ", start + len(head))
         text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
     else:
         anchor = text.index(before)
-        text = text[:anchor] + section + "\n" + text[anchor:]
+        text = text[:anchor] + section + text[anchor:]
     out.write_text(text)
 
 

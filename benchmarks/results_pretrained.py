@@ -93,6 +93,23 @@ def _row(runs: dict[str, dict], name: str, crops: str = "1") -> str:
     return row(runs[name], crops)
 
 
+CONSENSUS_RUNS = ("pt_rgb_max", "pt_rgb_weighted", "pt_rgb_topk", "pt_rgb_attention")
+
+
+def _predictions_changed(reference: dict, run: dict) -> tuple[int, int] | None:
+    """``(changed, videos)``: how many of the test videos ``run`` (1 crop) predicts another class
+    for than ``reference``; None where a score file is missing."""
+    import numpy as np
+
+    try:
+        a, b = (np.load(r["evaluations"]["1"]["scores"]) for r in (reference, run))
+    except (KeyError, OSError):
+        return None
+    order = {video: i for i, video in enumerate(b["video_ids"])}
+    other = b["logits"][[order[video] for video in a["video_ids"]]]
+    return int((a["logits"].argmax(1) != other.argmax(1)).sum()), len(a["video_ids"])
+
+
 def _needs(runs: dict, names: tuple[str, ...], sentence) -> str:
     """``sentence()`` when every run it reads has finished, else what is missing."""
     missing = [n for n in names if n not in runs]
@@ -182,6 +199,13 @@ def pretrained_section(runs: dict[str, dict], fused: dict[str, dict], conversion
         return compare(top1["pt_rgb"], top1["pt_rgb_k1"], "TSN's K = 3 beats the single snippet, as in the paper.",
                        "The single snippet beats K = 3 here.", "K = 3 and K = 1 are within a point here.")
 
+    def consensus() -> str:
+        counts = {name: _predictions_changed(rgb, runs[name]) for name in CONSENSUS_RUNS}
+        differ = [f"{runs[name]['title']} {changed} of {videos}" for name, c in counts.items() if c
+                  for changed, videos in [c]]
+        return ("Test videos whose predicted class differs from average consensus's (equal accuracies can hide "
+                f"different mistakes): {'; '.join(differ)}." if differ else "")
+
     lines = [
         "## With ImageNet pre-training (EfficientNet-Lite0)",
         "",
@@ -228,7 +252,7 @@ def pretrained_section(runs: dict[str, dict], fused: dict[str, dict], conversion
         *[_row(runs, n) for n in ("pt_rgb", "pt_rgb_k1", "pt_rgb_max", "pt_rgb_weighted", "pt_rgb_topk",
                                   "pt_rgb_attention")],
         "",
-        _needs(runs, ("pt_rgb", "pt_rgb_k1"), segments),
+        _needs(runs, ("pt_rgb", "pt_rgb_k1"), segments) + " " + _needs(runs, ("pt_rgb", *CONSENSUS_RUNS), consensus),
         "",
     ]
     return lines

@@ -55,3 +55,22 @@ def test_the_validation_split_chooses_each_streams_variant_and_the_target_is_che
     assert "full recipe for both streams, two-stream (RGB + flow) reaches 95.0%" in text
     assert "flow: pt_flow_imagenet (validation 95.0%)" in text
     assert "Two-stream (RGB + flow) 97.5% meets the target of 97.0%." in text
+
+
+def test_consensus_rows_count_the_test_videos_predicted_differently(tmp_path):
+    import numpy as np
+
+    from benchmarks.results_pretrained import CONSENSUS_RUNS
+
+    ids = np.array(["a", "b", "c", "d"])
+    logits = np.eye(4, dtype=np.float32)
+    np.savez(tmp_path / "avg.npz", video_ids=ids, logits=logits)
+    other = logits.copy()
+    other[2] = [1, 0, 0, 0]  # video "c": class 0 instead of 2
+    np.savez(tmp_path / "other.npz", video_ids=ids[::-1], logits=other[::-1])  # stored in another order
+    runs = {exp.name: _record(exp.name, 0.9) for exp in PRETRAINED_EXPERIMENTS}
+    runs["pt_rgb"]["evaluations"]["1"] = dict(runs["pt_rgb"]["evaluations"]["1"], scores=str(tmp_path / "avg.npz"))
+    for name in CONSENSUS_RUNS:
+        runs[name]["evaluations"]["1"] = dict(runs[name]["evaluations"]["1"], scores=str(tmp_path / "other.npz"))
+    text = "\n".join(pretrained_section(runs, _fused(0.95, PRETRAINED_FUSIONS)))
+    assert "differs from average consensus's" in text and text.count(" 1 of 4") == len(CONSENSUS_RUNS)
