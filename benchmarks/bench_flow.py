@@ -14,7 +14,7 @@ stored size 340x256:
    with known flow (a real frame warped by translations, rotations and smooth random fields
    of up to 15 px).
 
-    python -m benchmarks.bench_flow [--quick] [--pairs N] [--batch-sizes 1 8 32]
+    python -m benchmarks.bench_flow [--quick] [--pairs N] [--batch-sizes 1 8 32] [--size 340x256]
 
 ``run(quick)`` returns the figures as a dict (``rows``: one per batch size) so that a GPU
 script (``benchmarks/gpu.py``) can include this benchmark. ``--quick`` (smaller frames,
@@ -156,11 +156,15 @@ def _ground_truth(size: tuple[int, int], count: int) -> dict[str, float]:
             for name, engine in engines.items()}
 
 
-def run(quick: bool = False, pairs: int | None = None, batch_sizes: tuple[int, ...] | None = None) -> dict:
-    """Measure both engines; returns ``{"rows": [...], "agreement": {...}, "ground_truth_epe": {...}, ...}``."""
+def run(quick: bool = False, pairs: int | None = None, batch_sizes: tuple[int, ...] | None = None,
+        size: tuple[int, int] | None = None) -> dict:
+    """Measure both engines; returns ``{"rows": [...], "agreement": {...}, "ground_truth_epe": {...}, ...}``.
+
+    ``size`` (width, height) of the real frames; default 340x256 (96x64 with ``quick``).
+    """
     import tensorflow as tf
 
-    size = QUICK_SIZE if quick else SIZE
+    size = size or (QUICK_SIZE if quick else SIZE)
     batch_sizes = tuple(batch_sizes or ((1, 2) if quick else (1, 8, 32)))
     count = pairs or (2 if quick else max(batch_sizes))
     frames = real_frames(count, size)
@@ -196,13 +200,25 @@ def report(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 170x128, got {text!r}") from None
+    if width < 16 or height < 16:
+        raise argparse.ArgumentTypeError(f"frames of at least 16x16 px, got {text!r}")
+    return width, height
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_flow", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small frames, 2 pairs: checks that it runs")
     parser.add_argument("--pairs", type=int, help="frame pairs timed [32, quick: 2]")
     parser.add_argument("--batch-sizes", type=int, nargs="+", help="tf engine batch sizes [1 8 32, quick: 1 2]")
+    parser.add_argument("--size", type=_size, help="frame size WxH [340x256, quick: 96x64]; e.g. 170x128, the "
+                                                   "size docs/RESULTS.md's conversions store")
     args = parser.parse_args(argv)
-    results = run(args.quick, args.pairs, tuple(args.batch_sizes) if args.batch_sizes else None)
+    results = run(args.quick, args.pairs, tuple(args.batch_sizes) if args.batch_sizes else None, args.size)
     print(report(results))
     return results
 

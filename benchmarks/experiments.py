@@ -100,6 +100,21 @@ def convert_tvl1(work: Path, workers: int) -> dict:
                                 "flow": "tvl1", "engine": "tf", "workers": workers, "commit": _commit()})
 
 
+def compare_flow_engines(work: Path) -> dict:
+    """Frame pairs/s of the TensorFlow TV-L1 engine against OpenCV's, side by side on 16 real
+    pairs at the subset's frame size (``benchmarks.bench_flow``): what converting the subset with
+    OpenCV's TV-L1 would take, without spending the hours."""
+    from benchmarks import bench_flow
+
+    record = work / "flow_engines.json"
+    if record.is_file():
+        return record_json(record)
+    log(f"timing the TV-L1 engines side by side at {FRAME_SIZE[0]}x{FRAME_SIZE[1]}")
+    result = bench_flow.run(pairs=16, batch_sizes=(1,), size=FRAME_SIZE)
+    return record_json(record, {**result["rows"][0], "size": list(FRAME_SIZE), "pairs": result["pairs"],
+                                "agreement": result["agreement"]})
+
+
 def run_experiment(exp: Experiment, work: Path, data_root: str, quick: bool) -> dict:
     """Train and test ``exp`` (or reuse its record), in a process of its own.
 

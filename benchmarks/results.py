@@ -42,6 +42,7 @@ from benchmarks.experiments import (
     TABLE_HEAD,
     Experiment,
     compare,
+    compare_flow_engines,
     convert,
     convert_tvl1,
     fuse_streams,
@@ -505,6 +506,8 @@ def _conversions(work: Path) -> dict[str, dict]:
     from benchmarks.experiments import record_json
 
     out = {"dis": record_json(work / "convert.json")}
+    if (work / "flow_engines.json").is_file():
+        out["engines"] = record_json(work / "flow_engines.json")
     if (work / "convert_tvl1.json").is_file():
         out["tvl1"] = record_json(work / "convert_tvl1.json")
     elif (work / "convert_tvl1.seconds").is_file():
@@ -594,6 +597,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.tvl1_only:
         tvl1 = convert_tvl1(args.work, args.workers)
+        compare_flow_engines(args.work)
         run_experiment(TVL1_EXPERIMENT, args.work, tvl1["root"], False)
         return
     if args.pretrained_only:
@@ -613,6 +617,7 @@ def main(argv: list[str] | None = None) -> None:
     pt_fused = fuse_streams(args.work, pt_runs, PRETRAINED_FUSIONS + test_chosen(args.work, pt_runs, args.quick))
     if not args.quick:  # hours of TV-L1 on a CPU: no smoke run
         tvl1 = convert_tvl1(args.work, args.workers)
+        compare_flow_engines(args.work)
         pt_runs[TVL1_EXPERIMENT.name] = run_experiment(TVL1_EXPERIMENT, args.work, tvl1["root"], args.quick)
     runs = {exp.name: run_experiment(exp, args.work, data["root"], args.quick) for exp in EXPERIMENTS}
     fused = fuse_streams(args.work, runs, FUSIONS)

@@ -138,7 +138,20 @@ def tvl1_section(runs: dict[str, dict], conversions: dict[str, dict]) -> list[st
         conversion += f"; TV-L1 flow (TensorFlow engine) unfinished after {tvl1['seconds'] / 3600:.1f} h so far."
     else:
         conversion += (f"; TV-L1 flow alone (TensorFlow engine, `tsn convert --flow tvl1 --flow-engine tf`) "
-                       f"{tvl1['seconds'] / 3600:.1f} h, {tvl1['frames'] / tvl1['seconds']:.1f} frames/s.")
+                       f"{tvl1['seconds'] / 3600:.1f} h, {tvl1['frames'] / tvl1['seconds']:.1f} frames/s (wall time "
+                       "summed over the conversion's resumed attempts, part of it beside other jobs).")
+    engines = conversions.get("engines")
+    if engines:
+        conversion += (f" Side by side on {engines['pairs']} real pairs at {engines['size'][0]}x{engines['size'][1]} "
+                       f"(`python -m benchmarks.bench_flow --size {engines['size'][0]}x{engines['size'][1]} --pairs "
+                       f"{engines['pairs']} --batch-sizes 1`), the TensorFlow engine solves "
+                       f"{engines['tf_pairs_per_s']:.1f} pairs/s and OpenCV's TV-L1 {engines['opencv_pairs_per_s']:.1f} "
+                       f"(ratio {engines['ratio_tf_over_opencv']:.2f}; median end-point difference "
+                       f"{engines['agreement']['median_epe_px']:.3f} px)")
+        if tvl1 and not tvl1.get("unfinished"):
+            conversion += (f", so OpenCV's TV-L1 would take about {engines['ratio_tf_over_opencv'] * tvl1['seconds'] / 3600:.0f} h "
+                           "for the same conversion")
+        conversion += "."
     return [*lines, "", conversion, ""]
 
 

@@ -117,3 +117,15 @@ def test_gpu_script_dry_run_prints_its_table():
                     r"TV-L1"):
         assert re.search(pattern, out), f"gpu.py --dry-run did not print /{pattern}/:\n{out}"
     assert not re.search(r"\bnan\b|\binf\b", out), out
+
+
+def test_bench_flow_takes_a_frame_size_and_refuses_a_malformed_one(capsys):
+    import pytest
+
+    from benchmarks import bench_flow
+
+    assert bench_flow._size("170x128") == (170, 128)
+    for bad in ("170", "axb", "8x8"):
+        with pytest.raises(SystemExit):
+            bench_flow.main(["--size", bad])
+        assert "--size" in capsys.readouterr().err

@@ -74,3 +74,18 @@ def test_consensus_rows_count_the_test_videos_predicted_differently(tmp_path):
         runs[name]["evaluations"]["1"] = dict(runs[name]["evaluations"]["1"], scores=str(tmp_path / "other.npz"))
     text = "\n".join(pretrained_section(runs, _fused(0.95, PRETRAINED_FUSIONS)))
     assert "differs from average consensus's" in text and text.count(" 1 of 4") == len(CONSENSUS_RUNS)
+
+
+def test_the_tvl1_row_states_each_engines_conversion_time():
+    from benchmarks.results_pretrained import tvl1_section
+
+    dis = {"workers": 2, "frames": 75103, "seconds": 600.0}
+    engines = {"pairs": 16, "size": [170, 128], "tf_pairs_per_s": 6.8, "opencv_pairs_per_s": 2.1,
+               "ratio_tf_over_opencv": 3.2, "agreement": {"median_epe_px": 0.003}}
+    unfinished = "\n".join(tvl1_section({}, {"dis": dis, "engines": engines,
+                                              "tvl1": {"seconds": 1800.0, "unfinished": True}}))
+    assert "unfinished after 0.5 h" in unfinished and "ratio 3.20" in unfinished and "would take" not in unfinished
+    done = "\n".join(tvl1_section({}, {"dis": dis, "engines": engines,
+                                       "tvl1": {"seconds": 7200.0, "frames": 75103}}))
+    assert "RGB + DIS flow 10 min" in done and "2.0 h, 10.4 frames/s" in done
+    assert "OpenCV's TV-L1 would take about 6 h for the same conversion." in done
