@@ -197,9 +197,10 @@ def pretrained_section(runs: dict[str, dict], fused: dict[str, dict], conversion
                     f"The target (at least as good) is missed for {stream}. The likely reason is the budget: "
                     f"the final training loss is {loss_full:.2f} with the regularisers and {loss_plain:.2f} without, "
                     f"so in {runs[full]['iterations']} iterations they slow fitting more than they prevent "
-                    "overfitting, which is what they are for in the paper's thousands of iterations; and partial "
-                    "BN keeps the ImageNet statistics of every BatchNorm layer but the first (48 of "
-                    "EfficientNet-Lite0's 49), which describe RGB features, not the features of flow input.")
+                    "overfitting, which is what they are for in the paper's thousands of iterations"
+                    + ("; and partial BN keeps the ImageNet statistics of every BatchNorm layer but the first (48 of "
+                       "EfficientNet-Lite0's 49), which describe RGB features, not the features of flow input."
+                       if stream == "flow" else "."))
                 chosen = chosen_on_validation(runs)
                 if chosen and chosen[stream] != full:
                     sentences.append(f"The validation split prefers {runs[chosen[stream]]['title']} for {stream} too.")
