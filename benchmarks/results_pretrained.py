@@ -110,7 +110,7 @@ def _predictions_changed(reference: dict, run: dict) -> tuple[int, int] | None:
     return int((a["logits"].argmax(1) != other.argmax(1)).sum()), len(a["video_ids"])
 
 
-def _hours(runs: dict[str, dict]) -> float:
+def run_hours(runs: dict[str, dict]) -> float:
     """Training plus every test of ``runs``, in hours."""
     return sum(r["train_seconds"] + sum(e["seconds"] for e in r["evaluations"].values()) for r in runs.values()) / 3600
 
@@ -236,7 +236,7 @@ def pretrained_section(runs: dict[str, dict], fused: dict[str, dict], conversion
         *(["", f"**Partial**: {len(missing)} of {len(PRETRAINED_EXPERIMENTS)} runs have not finished yet "
                f"({', '.join(missing)}); `make results` resumes them."] if missing else []),
         "",
-        f"Time: the {len(runs)} runs below took {_hours(runs):.1f} h of training and testing in all, as measured on "
+        f"Time: the {len(runs)} runs below took {run_hours(runs):.1f} h of training and testing in all, as measured on "
         "these 2 cores (rows that ran beside another job, such as the TV-L1 conversion, took longer than alone).",
         "",
         "### Modalities and two-stream fusion (25 snippets x 10 crops)",

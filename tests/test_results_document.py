@@ -89,3 +89,17 @@ def test_the_tvl1_row_states_each_engines_conversion_time():
                                        "tvl1": {"seconds": 7200.0, "frames": 75103}}))
     assert "RGB + DIS flow 10 min" in done and "2.0 h, 10.4 frames/s" in done
     assert "OpenCV's TV-L1 would take about 6 h for the same conversion." in done
+
+
+def test_the_document_states_what_regenerating_it_cost():
+    from benchmarks.results import regeneration_time
+
+    runs = {"rgb": _record("rgb", 0.8)}  # 600 s of training + 2 tests of 10 s
+    pt_runs = {"pt_rgb": _record("pt_rgb", 0.9), "pt_flow_tvl1": _record("pt_flow_tvl1", 0.8)}
+    benchmarks = {"pipeline": {"seconds": 360.0}, "convert": {"seconds": 360.0}}
+    text = regeneration_time({"seconds": 720.0}, runs, pt_runs, benchmarks, {"seconds": 180.0})
+    assert text.startswith("Time to regenerate it on this machine: 0.8 h")
+    assert "conversion 0.20 h, from-scratch runs 0.17 h, pre-trained runs 0.17 h, benchmarks 0.20 h, demo 0.05 h" in text
+    assert "TV-L1 conversion and its flow run come on top (0.17 h for the run)" in text
+    old = regeneration_time({"seconds": 720.0}, runs, pt_runs, {"pipeline": {}}, None)
+    assert "benchmarks" in old and "not counted" in old and "benchmarks 0" not in old
