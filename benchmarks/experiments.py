@@ -216,7 +216,8 @@ def fuse_streams(work: Path, runs: dict[str, dict], fusions) -> dict[str, dict]:
     for name, title, streams, weights in fusions:
         files = [runs[s]["evaluations"]["10"]["scores"] for s in streams]
         metrics = fuse(files, weights=list(weights), output_dir=work / "eval" / name)
-        out[name] = {"title": title, "top1": metrics["top1"], "mean_class_accuracy": metrics["mean_class_accuracy"],
+        out[name] = {"title": title, "streams": list(streams), "top1": metrics["top1"],
+                     "mean_class_accuracy": metrics["mean_class_accuracy"],
                      "metrics": str(work / "eval" / name / "metrics.json"),
                      "seconds": sum(runs[s]["train_seconds"] + runs[s]["evaluations"]["10"]["seconds"]
                                     for s in streams)}

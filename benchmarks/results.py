@@ -56,10 +56,11 @@ from benchmarks.experiments import (
 from benchmarks.results_pretrained import (
     PRETRAINED_EXPERIMENTS,
     PRETRAINED_FUSIONS,
-    TVL1_EXPERIMENT,
+    TVL1_EXPERIMENTS,
     chosen_fusion,
     chosen_on_validation,
     pretrained_section,
+    tvl1_fusions,
 )
 
 EXPERIMENTS = [
@@ -202,7 +203,7 @@ def regeneration_time(data: dict, runs: dict, pt_runs: dict, benchmarks: dict | 
     steps ran at different times; each step's own wall time is what it measured)."""
     from benchmarks.results_pretrained import run_hours
 
-    tvl1 = {name: run for name, run in pt_runs.items() if name == TVL1_EXPERIMENT.name}
+    tvl1 = {name: run for name, run in pt_runs.items() if name in {exp.name for exp in TVL1_EXPERIMENTS}}
     parts = {"conversion": data["seconds"] / 3600, "from-scratch runs": run_hours(runs),
              "pre-trained runs": run_hours({k: v for k, v in pt_runs.items() if k not in tvl1})}
     untimed = ""
@@ -216,7 +217,7 @@ def regeneration_time(data: dict, runs: dict, pt_runs: dict, benchmarks: dict | 
             + ", ".join(f"{name} {hours:.2f} h" for name, hours in parts.items()) + ")")
     text += untimed
     if tvl1:
-        text += f"; the TV-L1 conversion and its flow run come on top ({run_hours(tvl1):.2f} h for the run)"
+        text += f"; the TV-L1 conversion and its flow runs come on top ({run_hours(tvl1):.2f} h for the runs)"
     return text + "."
 
 
@@ -583,10 +584,12 @@ def splice_pretrained(out: Path, work: Path) -> None:
         raise SystemExit(f"no finished pt_rgb run under {work / 'runs'}: nothing to write")
     fusions = [f for f in PRETRAINED_FUSIONS if all(s in runs and "10" in runs[s]["evaluations"] for s in f[2])]
     fused = fuse_streams(work, runs, fusions + test_chosen(work, runs, quick=False))
-    runs.update(_finished(work, [TVL1_EXPERIMENT]))
+    runs.update(_finished(work, TVL1_EXPERIMENTS))
+    fused.update(fuse_streams(work, runs, [f for f in tvl1_fusions(runs)
+                                           if all("10" in runs[s]["evaluations"] for s in f[2])]))
     section = "\n".join(pretrained_section(runs, fused, conversions=_conversions(work)))
     _splice(out, "## With ImageNet pre-training (EfficientNet-Lite0)", section, before="## The built-in demo")
-    log(f"wrote the pre-trained section ({len(runs)} of {len(PRETRAINED_EXPERIMENTS)} runs) into {out}")
+    log(f"wrote the pre-trained section ({len(runs)} runs) into {out}")
 
 
 def splice_look(out: Path, work: Path) -> None:
@@ -622,7 +625,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.tvl1_only:
         tvl1 = convert_tvl1(args.work, args.workers)
         compare_flow_engines(args.work)
-        run_experiment(TVL1_EXPERIMENT, args.work, tvl1["root"], False)
+        for exp in TVL1_EXPERIMENTS:
+            run_experiment(exp, args.work, tvl1["root"], False)
         return
     if args.pretrained_only:
         splice_pretrained(args.out, args.work)
@@ -642,7 +646,9 @@ def main(argv: list[str] | None = None) -> None:
     if not args.quick:  # hours of TV-L1 on a CPU: no smoke run
         tvl1 = convert_tvl1(args.work, args.workers)
         compare_flow_engines(args.work)
-        pt_runs[TVL1_EXPERIMENT.name] = run_experiment(TVL1_EXPERIMENT, args.work, tvl1["root"], args.quick)
+        for exp in TVL1_EXPERIMENTS:
+            pt_runs[exp.name] = run_experiment(exp, args.work, tvl1["root"], args.quick)
+        pt_fused.update(fuse_streams(args.work, pt_runs, tvl1_fusions(pt_runs)))
     runs = {exp.name: run_experiment(exp, args.work, data["root"], args.quick) for exp in EXPERIMENTS}
     fused = fuse_streams(args.work, runs, FUSIONS)
     benchmarks = None if args.skip_benchmarks else run_benchmarks(args.work, args.quick)

@@ -48,6 +48,15 @@ PRETRAINED_EXPERIMENTS = [
 # recipe, split and budget; its data is experiments.convert_tvl1's conversion.
 TVL1_EXPERIMENT = Experiment("pt_flow_tvl1", "flow (TV-L1, TensorFlow engine), cross-modality from ImageNet",
                              "ucf101subset_flow_pretrained", crops=(1, 10))
+# Its Table 1 alternative (no partial BN, no dropout), which the validation split preferred on DIS.
+TVL1_IMAGENET = Experiment("pt_flow_tvl1_imagenet", "flow (TV-L1, TensorFlow engine), cross-modality initialisation",
+                           "ucf101subset_flow_pretrained", ["model.partial_bn=false", "model.dropout=0.0"],
+                           crops=(1, 10))
+TVL1_EXPERIMENTS = [TVL1_EXPERIMENT, TVL1_IMAGENET]
+# The paper's two streams: RGB and flow on its TV-L1, both with the full recipe (nothing chosen).
+TVL1_FUSION = ("pt_rgb+flow_tvl1", "RGB + TV-L1 flow (TensorFlow engine), full recipe (1 : 1.5)",
+               ("pt_rgb", TVL1_EXPERIMENT.name), (1.0, 1.5))
+TVL1_CHOSEN_FUSION = "pt_rgb+flow_tvl1_chosen"
 PRETRAINED_FUSIONS = [  # (name, title, streams, weights): the paper's weights
     ("pt_rgb+flow", "RGB + flow (1 : 1.5)", ("pt_rgb", "pt_flow"), (1.0, 1.5)),
     ("pt_rgb+rgb_diff", "RGB + RGB difference (1 : 1)", ("pt_rgb", "pt_rgb_diff"), (1.0, 1.0)),
@@ -68,11 +77,28 @@ def chosen_on_validation(runs: dict[str, dict]) -> dict[str, str] | None:
     the variants has not finished."""
     if any(name not in runs for names in VARIANTS.values() for name in names):
         return None
-    def score(name: str, names: tuple[str, ...]) -> tuple[float, int]:
+    return {stream: _by_validation(runs, names) for stream, names in VARIANTS.items()}
+
+
+def _by_validation(runs: dict[str, dict], names: tuple[str, ...]) -> str:
+    """The run of ``names`` with the best validation accuracy; a tie goes to the earlier name."""
+    def score(name: str) -> tuple[float, int]:
         val = runs[name].get("final_val_accuracy")  # None: a run that never validated ranks last
         return (-1.0 if val is None else val), -names.index(name)
 
-    return {stream: max(names, key=lambda n: score(n, names)) for stream, names in VARIANTS.items()}
+    return max(names, key=score)
+
+
+def tvl1_fusions(runs: dict[str, dict]) -> list[tuple]:
+    """RGB + TV-L1 flow: both streams on the full recipe, and each stream's variant chosen on
+    validation (RGB as for DIS, flow among the two TV-L1 runs); those whose runs have finished."""
+    fusions = [TVL1_FUSION] if all(n in runs for n in TVL1_FUSION[2]) else []
+    chosen = chosen_on_validation(runs)
+    if chosen and all(exp.name in runs for exp in TVL1_EXPERIMENTS):
+        flow = _by_validation(runs, tuple(exp.name for exp in TVL1_EXPERIMENTS))
+        fusions.append((TVL1_CHOSEN_FUSION, "RGB + TV-L1 flow, each stream's variant chosen on validation (1 : 1.5)",
+                        (chosen["RGB"], flow), (1.0, 1.5)))
+    return fusions
 
 
 def chosen_fusion(chosen: dict[str, str]) -> tuple:
@@ -126,15 +152,33 @@ def _needs(runs: dict, names: tuple[str, ...], sentence) -> str:
     return sentence() if not missing else f"(Not measured yet: {', '.join(missing)} not run.)"
 
 
-def tvl1_section(runs: dict[str, dict], conversions: dict[str, dict]) -> list[str]:
-    """Flow on TV-L1 (the TensorFlow engine) beside flow on DIS: accuracy and conversion time."""
+def tvl1_section(runs: dict[str, dict], conversions: dict[str, dict], fused: dict | None = None) -> list[str]:
+    """Flow on TV-L1 (the TensorFlow engine) beside flow on DIS: accuracy, fusion with RGB, and
+    conversion time."""
     dis, tvl1 = conversions.get("dis"), conversions.get("tvl1")
     if dis is None:
         return []
     lines = ["### Flow: the paper's TV-L1 (TensorFlow engine) vs. DIS (25 snippets x 10 crops)", "",
              TABLE_HEAD, _row(runs, "pt_flow", "10")]
-    lines.append(_row(runs, TVL1_EXPERIMENT.name, "10") if TVL1_EXPERIMENT.name in runs
-                 else f"| {TVL1_EXPERIMENT.title} | not run yet | | | | | | | |")
+    if "10" in runs.get("pt_flow_imagenet", {}).get("evaluations", {}):
+        lines.append(_row(runs, "pt_flow_imagenet", "10"))
+    for exp in TVL1_EXPERIMENTS:
+        lines.append(_row(runs, exp.name, "10") if exp.name in runs else f"| {exp.title} | not run yet | | | | | | | |")
+    names = [f for f in ("pt_rgb+flow", CHOSEN_FUSION, TVL1_FUSION[0], TVL1_CHOSEN_FUSION) if f in (fused or {})]
+    if any(f in names for f in (TVL1_FUSION[0], TVL1_CHOSEN_FUSION)):
+        lines += ["", "| fusion | top-1 | mean class |", "|---|---|---|",
+                  *[f"| {fused[f]['title']}{'' if 'tvl1' in f else ' (DIS flow)'} | {pct(fused[f]['top1'])} | "
+                    f"{pct(fused[f]['mean_class_accuracy'])} |" for f in names], ""]
+        if TVL1_FUSION[0] in fused:
+            lines.append("With the paper's flow, both streams on the full recipe (no choice on validation): "
+                         + _target("two-stream (RGB + TV-L1 flow)", fused[TVL1_FUSION[0]]["top1"],
+                                   TARGETS["two_stream"]))
+        if TVL1_CHOSEN_FUSION in fused:
+            flow = fused[TVL1_CHOSEN_FUSION]["streams"][1]
+            lines.append(f"With each stream's variant chosen on validation ({runs[flow]['title']}, validation "
+                         f"{pct(runs[flow]['final_val_accuracy'])}): "
+                         + _target("two-stream (RGB + TV-L1 flow)", fused[TVL1_CHOSEN_FUSION]["top1"],
+                                   TARGETS["two_stream"]))
     conversion = (f"Conversion on these 2 cores ({dis['workers']} workers, {dis['frames']:,} frames at 170x128): "
                   f"RGB + DIS flow {dis['seconds'] / 60:.0f} min")
     if tvl1 is None:
@@ -266,7 +310,7 @@ def pretrained_section(runs: dict[str, dict], fused: dict[str, dict], conversion
         "",
         _needs(runs, ("pt_rgb", "pt_flow"), targets),
         "",
-        *tvl1_section(runs, conversions or {}),
+        *tvl1_section(runs, conversions or {}, fused),
         "### Table 1 analogue: from scratch, ImageNet initialisation, partial BN, dropout (25 snippets x 1 crop)",
         "",
         TABLE_HEAD,

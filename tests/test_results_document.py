@@ -101,6 +101,26 @@ def test_the_document_states_what_regenerating_it_cost():
     text = regeneration_time({"seconds": 720.0}, runs, pt_runs, benchmarks, {"seconds": {"generate": 60.0, "total": 180.0}})
     assert text.startswith("Time to regenerate it on this machine: 0.8 h")
     assert "conversion 0.20 h, from-scratch runs 0.17 h, pre-trained runs 0.17 h, benchmarks 0.20 h, demo 0.05 h" in text
-    assert "TV-L1 conversion and its flow run come on top (0.17 h for the run)" in text
+    assert "TV-L1 conversion and its flow runs come on top (0.17 h for the runs)" in text
     old = regeneration_time({"seconds": 720.0}, runs, pt_runs, {"pipeline": {}}, None)
     assert "benchmarks" in old and "not counted" in old and "benchmarks 0" not in old
+
+
+def test_tvl1_flow_is_fused_with_rgb_on_the_full_recipe_and_on_the_validation_choice():
+    from benchmarks.results_pretrained import TVL1_CHOSEN_FUSION, TVL1_EXPERIMENTS, TVL1_FUSION, tvl1_fusions
+
+    runs = {exp.name: _record(exp.name, 0.9) for exp in PRETRAINED_EXPERIMENTS}
+    assert tvl1_fusions(runs) == []  # no TV-L1 run yet
+    runs["pt_flow_tvl1"] = _record("pt_flow_tvl1", 0.86, val=0.76)
+    assert [f[0] for f in tvl1_fusions(runs)] == [TVL1_FUSION[0]]  # the alternative has not finished
+    runs["pt_flow_tvl1_imagenet"] = _record("pt_flow_tvl1_imagenet", 0.80, val=0.85)
+    fusions = {f[0]: f for f in tvl1_fusions(runs)}
+    assert fusions[TVL1_FUSION[0]][2] == ("pt_rgb", "pt_flow_tvl1")
+    assert fusions[TVL1_CHOSEN_FUSION][2] == ("pt_rgb", "pt_flow_tvl1_imagenet")  # validation, not test, decides
+    fused = _fused(0.95, PRETRAINED_FUSIONS)
+    fused.update({name: {"title": name, "streams": list(f[2]), "top1": 0.975, "mean_class_accuracy": 0.97}
+                  for name, f in fusions.items()})
+    text = "\n".join(pretrained_section(runs, fused, conversions={"dis": {"workers": 2, "frames": 10, "seconds": 60.0}}))
+    assert "(no choice on validation): two-stream (RGB + TV-L1 flow) 97.5% meets the target of 97.0%." in text
+    assert "(pt_flow_tvl1_imagenet, validation 85.0%): two-stream (RGB + TV-L1 flow) 97.5% meets" in text
+    assert all(f"| {exp.name} |" in text for exp in TVL1_EXPERIMENTS)
