@@ -36,6 +36,7 @@ import numpy as np
 from tfrecords_tools.flow import quantize_flow
 from tfrecords_tools.flow_engines import OpenCVFlow, TensorFlowTVL1
 from tfrecords_tools.video import resize
+from tsn_keras.commands import frame_size
 
 SHARED_DATA = Path(os.environ.get("TSN_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 SIZE = (340, 256)  # (width, height) the converter stores
@@ -201,10 +202,7 @@ def report(results: dict) -> str:
 
 
 def _size(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 170x128, got {text!r}") from None
+    width, height = frame_size(text)
     if width < 16 or height < 16:
         raise argparse.ArgumentTypeError(f"frames of at least 16x16 px, got {text!r}")
     return width, height

@@ -22,19 +22,12 @@ from tfrecords_tools.datasets import FORMATS
 from tfrecords_tools.flow import ALGORITHMS as FLOWS
 from tfrecords_tools.flow_engines import ENGINES as FLOW_ENGINES
 from tfrecords_tools.splitting import GROUP_PRESETS
+from tsn_keras.commands import frame_size
 from tsn_keras.errors import ConfigError
 from tsn_keras.vocab import CONVERTED_MODALITIES
 
 RUNNERS = ("local", "beam")
 BEAM_MISSING = "--runner beam needs Apache Beam: pip install 'tsn-keras[beam]' (apache-beam, google-crc32c)"
-
-
-def _frame_size(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 340x256, got {text!r}") from None
-    return width, height
 
 
 def _modalities(text: str) -> tuple[str, ...]:
@@ -95,7 +88,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="who computes TV-L1: tf (TensorFlow, XLA, CPU or GPU), opencv (CPU, ~1 s/frame); "
                              "auto: tf for tvl1, opencv for dis/farneback [auto]")
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--frame-size", type=_frame_size, default=(340, 256), metavar="WxH",
+    size.add_argument("--frame-size", type=frame_size, default=(340, 256), metavar="WxH",
                       help="stored frame size [340x256, the paper's]")
     size.add_argument("--short-side", type=int, help="resize to this shorter side instead, keeping the aspect ratio")
     size.add_argument("--original-size", action="store_true", help="store frames at their decoded size")

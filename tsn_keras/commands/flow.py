@@ -17,16 +17,7 @@ import argparse
 from tfrecords_tools.flow import ALGORITHMS
 from tfrecords_tools.flow_engines import ENGINES
 from tfrecords_tools.flow_video import FORMATS
-
-
-def _frame_size(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 340x256, got {text!r}") from None
-    if width < 1 or height < 1:
-        raise argparse.ArgumentTypeError(f"frame size must be positive, got {text!r}")
-    return width, height
+from tsn_keras.commands import frame_size
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +32,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="npy: float32 (H, W, 2) per field; jpeg: quantised flow_x/flow_y as the shards "
                              "store them; png: colour-coded [npy]")
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--frame-size", type=_frame_size, default=(340, 256), metavar="WxH",
+    size.add_argument("--frame-size", type=frame_size, default=(340, 256), metavar="WxH",
                       help="resize frames to this size first [340x256]")
     size.add_argument("--original-size", action="store_true", help="keep the decoded frame size")
     parser.add_argument("--max-frames", type=int, help="only the first N frames (N-1 flow fields)")
