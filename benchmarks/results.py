@@ -582,11 +582,12 @@ def splice_pretrained(out: Path, work: Path) -> None:
     runs = _finished(work, PRETRAINED_EXPERIMENTS)
     if "pt_rgb" not in runs:
         raise SystemExit(f"no finished pt_rgb run under {work / 'runs'}: nothing to write")
-    fusions = [f for f in PRETRAINED_FUSIONS if all(s in runs and "10" in runs[s]["evaluations"] for s in f[2])]
-    fused = fuse_streams(work, runs, fusions + test_chosen(work, runs, quick=False))
+    def tested(fusions):  # those whose streams all have a 10-crop test
+        return [f for f in fusions if all(s in runs and "10" in runs[s]["evaluations"] for s in f[2])]
+
+    fused = fuse_streams(work, runs, tested(PRETRAINED_FUSIONS) + test_chosen(work, runs, quick=False))
     runs.update(_finished(work, TVL1_EXPERIMENTS))
-    fused.update(fuse_streams(work, runs, [f for f in tvl1_fusions(runs)
-                                           if all("10" in runs[s]["evaluations"] for s in f[2])]))
+    fused.update(fuse_streams(work, runs, tested(tvl1_fusions(runs))))
     section = "\n".join(pretrained_section(runs, fused, conversions=_conversions(work)))
     _splice(out, "## With ImageNet pre-training (EfficientNet-Lite0)", section, before="## The built-in demo")
     log(f"wrote the pre-trained section ({len(runs)} runs) into {out}")
