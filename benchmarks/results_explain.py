@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import time
 from pathlib import Path
 
 # Rows of the grid: (run name in results.py, the paper's setting it stands for).
@@ -68,6 +69,7 @@ def look_inside(work: Path, out_dir: Path, runs: dict[str, dict], clip: Path, cl
             for source, target in record["copies"]:
                 _shrink(Path(source), out_dir / target)
             return record
+    start = time.perf_counter()
     record: dict = {"missing": missing, "present": [name for name, _ in present], "classes": classes, "copies": []}
     config = DrawConfig(steps=10, octaves=(0.5, 1.0)) if quick else DrawConfig()
     rows = [runs[name]["run_dir"] for name, _ in present]
@@ -101,6 +103,7 @@ def look_inside(work: Path, out_dir: Path, runs: dict[str, dict], clip: Path, cl
             "command": f"tsn explain {clip} --model {runs['pt_rgb']['run_dir']}"
                        + (f" --flow-model {flow}" if flow else "") + f" --out {look}",
         }
+    record["seconds"] = time.perf_counter() - start
     record_path.write_text(json.dumps(record, indent=2) + "\n")
     return record
 
