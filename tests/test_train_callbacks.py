@@ -59,3 +59,37 @@ def test_best_checkpoint_remembers_the_best_of_the_kept_epochs(tmp_path):
     restored = _model()
     restored.load_weights(best)
     np.testing.assert_allclose(restored.get_weights()[0], callback.model.get_weights()[0])
+
+
+def _fit_validating(callbacks):
+    """4 epochs of 3 steps, validating after epochs 2 and 4 on a 3-batch set; returns (history, open
+    validation iterators seen at each epoch's end)."""
+    import tensorflow as tf
+
+    class Watch(keras.callbacks.Callback):
+        seen: list = []
+
+        def on_epoch_end(self, epoch, logs=None):
+            iterator = getattr(self.model, "_eval_epoch_iterator", None)
+            self.seen.append(None if iterator is None else iterator._current_iterator is not None)
+
+    x = np.arange(24, dtype="float32").reshape(12, 2) / 24
+    train = tf.data.Dataset.from_tensor_slices((x, x[:, :1])).batch(4).repeat()
+    val = tf.data.Dataset.from_tensor_slices((x, x[:, :1])).batch(4)
+    watch = Watch()
+    watch.seen = []
+    history = _model().fit(train, epochs=4, steps_per_epoch=3, validation_data=val, validation_freq=[2, 4],
+                           callbacks=[*callbacks, watch], verbose=0, shuffle=False)
+    return history.history, watch.seen
+
+
+def test_the_validation_iterator_is_not_kept_open_between_validations():
+    from tsn_keras.callbacks import ReleaseValidationIterator
+
+    history, seen = _fit_validating([ReleaseValidationIterator()])
+    assert seen == [None, False, False, False]  # closed after each validation pass
+    assert len(history["val_loss"]) == 2 and all(np.isfinite(history["val_loss"]))
+    # Without it, Keras keeps the next pass's iterator open from the second validation on (the
+    # first pass learns the set's length): if this stops holding, the callback has become moot.
+    _, plain = _fit_validating([])
+    assert plain[-1] is True

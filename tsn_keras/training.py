@@ -224,6 +224,7 @@ def _fit(config: Config, data: DataSummary, schedule: Schedule, strategy, run: P
     log.info("best checkpoint by %s (%s)", monitor, mode)
     run_callbacks = [
         cb.StopAtIteration(t.max_iterations),
+        *([cb.ReleaseValidationIterator()] if val_data is not None else []),
         *([cb.EtaNotice(t.max_iterations, print_fn=lambda text: print(text, flush=True))] if console else []),
         cb.IterationLogger(t.lr, t.lr_steps, t.lr_decay),
         history,
