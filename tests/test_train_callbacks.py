@@ -67,7 +67,9 @@ def _fit_validating(callbacks):
     import tensorflow as tf
 
     class Watch(keras.callbacks.Callback):
-        seen: list = []
+        def __init__(self):
+            super().__init__()
+            self.seen = []
 
         def on_epoch_end(self, epoch, logs=None):
             iterator = getattr(self.model, "_eval_epoch_iterator", None)
@@ -77,7 +79,6 @@ def _fit_validating(callbacks):
     train = tf.data.Dataset.from_tensor_slices((x, x[:, :1])).batch(4).repeat()
     val = tf.data.Dataset.from_tensor_slices((x, x[:, :1])).batch(4)
     watch = Watch()
-    watch.seen = []
     history = _model().fit(train, epochs=4, steps_per_epoch=3, validation_data=val, validation_freq=[2, 4],
                            callbacks=[*callbacks, watch], verbose=0, shuffle=False)
     return history.history, watch.seen
