@@ -23,8 +23,7 @@ Hyper-parameters come from the recipes, chosen on the validation split, never on
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
+import json
 import os
 import platform
 import shutil
@@ -92,40 +91,52 @@ PAPER = {
 }
 
 
+# Each benchmark runs in its own process, as from the command line: some set process-wide state
+# that must come first (bench_peers sizes TensorFlow's thread pools and OpenMP's wait policy
+# before either framework runs), which a process that ran other benchmarks can no longer do.
+_BENCHMARK_PROCESS = (
+    "import json, sys\n"
+    "from importlib import import_module\n"
+    "numbers = import_module('benchmarks.' + sys.argv[1]).main(sys.argv[3:])\n"
+    "open(sys.argv[2], 'w').write(json.dumps(numbers))\n"
+)
+
+
 def run_benchmarks(work: Path, quick: bool) -> dict:
-    """Each benchmark's ``main`` in this process, its printed lines kept for the document."""
-    from benchmarks import (
-        bench_backbones,
-        bench_convert,
-        bench_evaluate,
-        bench_folding,
-        bench_peers,
-        bench_pipeline,
-        bench_training,
-    )
+    """Each benchmark's ``main`` in a process of its own, its printed lines kept for the document."""
+    import subprocess
+    import sys
+    import tempfile
 
     record = work / "benchmarks.json"
     if record.is_file():
         return record_json(record)
     suite = [
-        ("pipeline", bench_pipeline, []),
-        ("convert", bench_convert, []),
-        ("folding_bn_inception", bench_folding, []),
-        ("folding_tiny_k8", bench_folding, ["--backbone", "tiny", "--size", "64", "--batch", "2", "--segments", "8"]),
-        ("training", bench_training, []),
-        ("backbones", bench_backbones, []),
-        ("peers", bench_peers, []),
-        ("evaluate", bench_evaluate, []),
+        ("pipeline", "bench_pipeline", []),
+        ("convert", "bench_convert", []),
+        ("folding_bn_inception", "bench_folding", []),
+        ("folding_tiny_k8", "bench_folding", ["--backbone", "tiny", "--size", "64", "--batch", "2", "--segments", "8"]),
+        ("training", "bench_training", []),
+        ("backbones", "bench_backbones", []),
+        ("peers", "bench_peers", []),
+        ("evaluate", "bench_evaluate", []),
     ]
     out = {}
     for name, module, args in suite:
         log(f"benchmark {name}")
-        buffer, start = io.StringIO(), time.perf_counter()
-        with contextlib.redirect_stdout(buffer):
-            numbers = module.main(args + (["--quick"] if quick else []))
-        text = buffer.getvalue()
+        start = time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp:
+            numbers_file = Path(tmp) / "numbers.json"
+            done = subprocess.run([sys.executable, "-c", _BENCHMARK_PROCESS, module, str(numbers_file),
+                                   *args, *(["--quick"] if quick else [])],
+                                  cwd=REPO, stdout=subprocess.PIPE, text=True)
+            if done.returncode != 0:
+                raise SystemExit(f"benchmark {name} (python -m benchmarks.{module}) failed with exit code "
+                                 f"{done.returncode}; its error is above")
+            numbers = json.loads(numbers_file.read_text())
+        text = done.stdout
         print(text, flush=True)
-        out[name] = {"command": f"python -m benchmarks.{module.__name__.split('.')[-1]} {' '.join(args)}".strip(),
+        out[name] = {"command": f"python -m benchmarks.{module} {' '.join(args)}".strip(),
                      "output": text.strip(), "numbers": numbers, "seconds": time.perf_counter() - start}
     return record_json(record, out)
 
